@@ -1,0 +1,96 @@
+"""YAML reading that remembers the line of every key, for error messages that name it."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import yaml
+
+from .errors import RuleFileError
+
+Path = tuple[Any, ...]
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader without YAML 1.1 sexagesimal integers, so `at: 09:30` stays the text "09:30"."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    k: [(tag, rx) for tag, rx in v if tag != "tag:yaml.org,2002:int"] for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:int",
+    re.compile(r"^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)$"),
+    list("-+0123456789"),
+)
+
+
+def read_text(path: str) -> str:
+    """The file's text; a file that is not UTF-8 is refused with its name."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        raise RuleFileError("文件不存在，请检查路径", file=path) from None
+    except OSError as e:
+        raise RuleFileError(f"无法读取文件（{e.strerror}）", file=path) from None
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise RuleFileError("文件不是 UTF-8 编码。请用文本编辑器“另存为 UTF-8”后再导入", file=path, line=line) from None
+
+
+def load_with_lines(text: str, filename: str) -> tuple[Any, dict[Path, int]]:
+    """Parse YAML; return the data and a map from key path to 1-based line number."""
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        line = mark.line + 1 if mark else None
+        problem = e.problem or "格式错误"
+        raise RuleFileError(
+            f"YAML 语法错误（{problem}）。请检查缩进、冒号后的空格和引号是否成对", file=filename, line=line
+        ) from None
+    except yaml.YAMLError as e:
+        raise RuleFileError(f"YAML 语法错误（{e}）", file=filename) from None
+    finally:
+        loader.dispose()
+    lines: dict[Path, int] = {}
+    if node is None:
+        return None, lines
+
+    def build(n: yaml.Node, path: Path) -> Any:
+        lines.setdefault(path, n.start_mark.line + 1)
+        if isinstance(n, yaml.MappingNode):
+            out: dict[Any, Any] = {}
+            for k, v in n.value:
+                key = loader.construct_object(k, deep=True)
+                if isinstance(key, list | dict):
+                    raise RuleFileError("键必须是简单的文字", file=filename, line=k.start_mark.line + 1)
+                if key in out:
+                    raise RuleFileError(f"键“{key}”重复出现", file=filename, line=k.start_mark.line + 1, key=str(key))
+                lines[path + (key,)] = k.start_mark.line + 1
+                out[key] = build(v, path + (key,))
+            return out
+        if isinstance(n, yaml.SequenceNode):
+            return [build(v, path + (i,)) for i, v in enumerate(n.value)]
+        try:
+            return loader.construct_object(n, deep=True)
+        except (yaml.YAMLError, ValueError) as e:
+            raise RuleFileError(f"无法识别的取值“{n.value}”（{e}）", file=filename, line=n.start_mark.line + 1) from None
+
+    return build(node, ()), lines
+
+
+def line_of(lines: dict[Path, int], path: Path) -> int | None:
+    """The line of `path`, or of its nearest ancestor that has one."""
+    while path:
+        if path in lines:
+            return lines[path]
+        path = path[:-1]
+    return lines.get(())
