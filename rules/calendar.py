@@ -105,10 +105,11 @@ class WorkCalendar:
 
     # --- questions --------------------------------------------------------------------------
     def is_workday(self, d: date) -> bool:
-        return bool(self._work[self._index(d.toordinal())])
+        return self.is_workday_ordinal(d.toordinal())
 
     def is_workday_ordinal(self, ordinal: int) -> bool:
-        return bool(self._work[self._index(ordinal)])
+        i = self._index(ordinal)  # first: it may load more years and replace the table
+        return bool(self._work[i])
 
     def next_workday(self, ordinal: int) -> int:
         """The first working day on or after `ordinal`."""

@@ -17,6 +17,7 @@ from .errors import RuleFileError, RuleFileErrors
 from .model import (
     DEFAULT_AT,
     DEFAULT_ESCALATE_AFTER,
+    DEFAULT_OWNER,
     DEFAULT_REMIND,
     DEFAULT_REPEAT_OVERDUE,
     REF_RE,
@@ -48,6 +49,7 @@ class RuleSet:
     people: dict[str, Person] = field(default_factory=dict)
     groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
     rules: list[Rule] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # accepted, but worth telling the user
 
     def members(self, ref: str) -> tuple[str, ...]:
         """The person ids behind a person or group id."""
@@ -129,11 +131,14 @@ class RuleContext:
     """People, groups and defaults that rules refer to while they are compiled."""
 
     def __init__(self, people: Mapping[str, Person], groups: Mapping[str, Iterable[str]],
-                 defaults: DefaultsModel | None = None, timezone: str = "Asia/Shanghai"):
+                 defaults: DefaultsModel | None = None, timezone: str = "Asia/Shanghai",
+                 default_owner: str = DEFAULT_OWNER):
         self.people = dict(people)
         self.groups = {k: tuple(v) for k, v in groups.items()}
         self.defaults = defaults or DefaultsModel()
         self.timezone = timezone
+        self.default_owner = default_owner
+        self.warnings: list[str] = []
 
     def knows(self, ref: str) -> bool:
         return ref in self.people or ref in self.groups
@@ -178,23 +183,28 @@ def compile_rule(raw: Any, ctx: RuleContext, *, filename: str, lines: dict[Path,
         problem = m.due.check_for(m.every)
         if problem:
             err(problem, "due")
-    owner = m.owner if m.owner is not None else d.owner
+    # with for_each each member owns its own occurrence: no default owner for the rule
+    owner = m.owner if (m.owner is not None or m.for_each) else d.owner
+    implicit_owner = owner is None and not m.for_each
+    if implicit_owner:  # no owner written anywhere: the branch secretary is responsible
+        owner = ctx.default_owner
+        if not ctx.knows(owner):
+            ctx.warnings.append(f"规则 {m.id} 没有写负责人 owner，默认由“{owner}”负责，但 people 里没有这个人员，提醒只会写入日志")
     if m.for_each is not None:
         if m.for_each not in ctx.groups:
             err(f"for_each 的“{m.for_each}”不是已定义的组（groups）。已有的组：{'、'.join(ctx.groups) or '无'}", "for_each")
-    elif owner is None:
-        err("缺少负责人 owner（人员或组的 id），也可以在 defaults 里写默认负责人", "owner")
-    if owner is not None and not ctx.knows(owner):
+    if owner is not None and not implicit_owner and not ctx.knows(owner):
         err(f"负责人“{owner}”不是已定义的人员或组。已有：{ctx.known_list()}", "owner")
     escalate_to = m.escalate_to if m.escalate_to is not None else (d.escalate_to or [])
     for i, ref in enumerate(escalate_to):
         if not ctx.knows(ref):
             err(f"督办对象“{ref}”不是已定义的人员或组。已有：{ctx.known_list()}", "escalate_to", i)
     tz = m.timezone or ctx.timezone
-    try:
-        ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError):
-        err(f"时区“{tz}”无效，例如 Asia/Shanghai", "timezone")
+    if m.timezone is not None:  # the file's own timezone is checked once, by the file
+        try:
+            ZoneInfo(tz)
+        except (ZoneInfoNotFoundError, ValueError):
+            err(f"时区“{tz}”无效，例如 Asia/Shanghai", "timezone")
     if errors:
         raise RuleFileErrors(errors)
 
@@ -242,6 +252,7 @@ def parse_rule_text(text: str, filename: str, *, known_people: Mapping[str, Pers
                                     line=line_of(lines, ("timezone",)), key="timezone"))
     people = dict(known_people or {})
     groups = {k: tuple(v) for k, v in (known_groups or {}).items()}
+    warnings: list[str] = []
     for pid, p in top.people.items():
         if not REF_RE.match(str(pid)):
             errors.append(RuleFileError(f"人员 id“{pid}”无效：只能用英文字母、数字、-、_ 和 .", file=filename,
@@ -251,10 +262,12 @@ def parse_rule_text(text: str, filename: str, *, known_people: Mapping[str, Pers
         where = dict(file=filename, line=line_of(lines, ("groups", gid)), key=f"groups.{gid}")
         if str(gid) in top.people:
             errors.append(RuleFileError(f"组 id“{gid}”与人员 id 重名，请改名", **where))
-        for i, member in enumerate(members):
-            if member not in people:
-                errors.append(RuleFileError(f"组成员“{member}”不是已定义的人员，请先在 people 里添加", file=filename,
-                                            line=line_of(lines, ("groups", gid, i)), key=f"groups.{gid}"))
+        undefined = [m for m in members if m not in people and m not in top.people]
+        for member in undefined:  # a member without contacts: accepted, reminders only reach the log
+            people[member] = Person(member, member)
+        if undefined:
+            warnings.append(f"组 {gid} 的成员 {'、'.join(undefined)} 没有在 people 中定义（没有联系方式），"
+                            "给他们的提醒只会写入日志")
         groups[str(gid)] = tuple(members)
     ctx = RuleContext(people, groups, top.defaults, top.timezone)
     rules: list[Rule] = []
@@ -273,7 +286,7 @@ def parse_rule_text(text: str, filename: str, *, known_people: Mapping[str, Pers
         rules.append(rule)
     if errors:
         raise RuleFileErrors(errors)
-    return RuleSet(top.timezone, people, groups, rules)
+    return RuleSet(top.timezone, people, groups, rules, warnings + ctx.warnings)
 
 
 def load_rule_file(path: str, **known: Any) -> RuleSet:

@@ -16,6 +16,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 from .periods import MONTHS_IN, WEEKDAYS, DueSpec, Offset
 
 DEFAULT_TIMEZONE = "Asia/Shanghai"
+DEFAULT_OWNER = "secretary"  # who is responsible when a rule names nobody
 DEFAULT_REMIND = ("-3d", "-1d", "0d")
 DEFAULT_AT = "09:00"
 DEFAULT_ESCALATE_AFTER = "3wd"

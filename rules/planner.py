@@ -150,7 +150,7 @@ class Planner:
         for p, base, due in self._due_dates(rule, first, last):
             if start is not None and due < start:
                 continue  # a rule makes nothing before its start
-            self._emit(rule, p.label, p.first, base, due, out)
+            self._emit(rule, p.label, min(p.first, due), base, due, out)
 
     def _plan_events(self, rule: Rule, events: Iterable[Event], first: date, last: date,
                      out: list[Occurrence]) -> None:
@@ -167,5 +167,7 @@ class Planner:
     def _plan_window(self, rule: Rule, first: date, last: date, out: list[Occurrence]) -> None:
         opens, base = rule.window[0].toordinal(), rule.window[1].toordinal()
         due = self.move(base, rule.if_holiday)
+        if rule.start and due < rule.start.toordinal():
+            return
         if first.toordinal() <= due <= last.toordinal():
-            self._emit(rule, "once", opens, base, due, out)
+            self._emit(rule, "once", min(opens, due), base, due, out)

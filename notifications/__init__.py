@@ -1,0 +1,1 @@
+"""How words reach people: channels (console, email, WeCom) and message templates."""

@@ -1,0 +1,1 @@
+"""State and time: the database, the scheduler tick, the service and the `duban` CLI."""

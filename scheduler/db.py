@@ -1,0 +1,123 @@
+"""Engine, sessions and schema migrations (alembic, run programmatically)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from rules.errors import DubanError
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+class DatabaseError(DubanError):
+    exit_code = 1
+
+
+def make_engine(url: str) -> Engine:
+    """An engine that never logs bound parameters (they may hold personal data)."""
+    try:
+        if url.startswith("sqlite"):
+            engine = create_engine(url, hide_parameters=True, connect_args={"timeout": 30})
+            event.listen(engine, "connect", _sqlite_pragmas)
+            _secure_sqlite_file(engine)
+        else:
+            engine = create_engine(url, hide_parameters=True, pool_pre_ping=True)
+    except (SQLAlchemyError, ImportError, ValueError) as e:
+        raise DatabaseError(f"无法使用数据库地址 DUBAN_DATABASE_URL（{type(e).__name__}）。"
+                            f"SQLite 写成 sqlite:///duban.db，PostgreSQL 写成 postgresql+psycopg://用户@主机/库名") from None
+    return engine
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def _secure_sqlite_file(engine: Engine) -> None:
+    """Create the SQLite file readable by its owner only (0600)."""
+    path = engine.url.database
+    if path and path != ":memory:" and not os.path.exists(path):
+        parent = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(parent):
+            raise DatabaseError(f"数据库文件所在目录不存在：{parent}")
+        fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+        os.close(fd)
+
+
+@contextmanager
+def session_scope(engine: Engine) -> Iterator[Session]:
+    """One transaction: committed when the block ends, rolled back on any error."""
+    session = sessionmaker(engine, expire_on_commit=False)()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def _alembic_config(connection):
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["connection"] = connection
+    return cfg
+
+
+def current_revision(engine: Engine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory(str(MIGRATIONS)).get_current_head()
+
+
+def upgrade(engine: Engine) -> tuple[str | None, str]:
+    """Bring the schema to the newest migration; returns (revision before, revision after)."""
+    from alembic import command
+
+    try:
+        before = current_revision(engine)
+        with engine.begin() as conn:
+            command.upgrade(_alembic_config(conn), "head")
+        return before, head_revision()
+    except OperationalError as e:
+        raise DatabaseError(f"无法连接或写入数据库：{_short(e)}") from None
+
+
+def require_schema(engine: Engine) -> None:
+    """Refuse to work on a database that `duban init` has not created or upgraded."""
+    try:
+        rev = current_revision(engine)
+    except OperationalError as e:
+        raise DatabaseError(f"无法连接数据库：{_short(e)}。请检查 DUBAN_DATABASE_URL") from None
+    if rev is None:
+        if inspect(engine).get_table_names():
+            raise DatabaseError("数据库里已有别的表，但不是 duban 的数据库。请检查 DUBAN_DATABASE_URL")
+        raise DubanError("数据库尚未初始化：请先运行 duban init")
+    if rev != head_revision():
+        raise DubanError("数据库结构需要升级：请先运行 duban init（会自动迁移，不会丢失数据）")
+
+
+def _short(e: Exception) -> str:
+    """The database's own reason, without SQL or parameters."""
+    orig = getattr(e, "orig", None)
+    return str(orig or e).strip().splitlines()[0][:200]

@@ -1,0 +1,48 @@
+"""Printing: Chinese tables for people, JSON for scripts (stdout holds nothing else)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from datetime import date, datetime
+from typing import Any
+
+
+def _default(v: Any) -> Any:
+    if isinstance(v, datetime | date):
+        return v.isoformat()
+    raise TypeError(type(v).__name__)
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2, default=_default))
+    sys.stdout.write("\n")
+
+
+def print_table(title: str | None, headers: Sequence[str], rows: Sequence[Sequence[Any]], empty: str = "（无）") -> None:
+    """A table that keeps Chinese columns aligned."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(soft_wrap=False)
+    if not rows:
+        if title:
+            console.print(title)
+        console.print(empty)
+        return
+    table = Table(title=title, show_lines=False, header_style="bold", title_justify="left")
+    for h in headers:
+        table.add_column(h, overflow="fold")
+    for r in rows:
+        table.add_row(*("" if v is None else str(v) for v in r))
+    console.print(table)
+
+
+def say(text: str) -> None:
+    """A line for people (stdout)."""
+    sys.stdout.write(text + "\n")
+
+
+def warn(text: str) -> None:
+    sys.stderr.write(text + "\n")
