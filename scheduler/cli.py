@@ -348,7 +348,7 @@ def preview(rules_file, rule_ids, from_, to, events, calendar_files, fmt, now) -
     from rules.planner import Event, Planner
 
     from .clock import parse_date
-    from .output import print_json, print_table
+    from .output import print_json, print_table, reminder_text
     from .store import load_calendar, load_events, load_ruleset
 
     app = _app(now)
@@ -390,7 +390,7 @@ def preview(rules_file, rule_ids, from_, to, events, calendar_files, fmt, now) -
         print_json([_occ_json(o, by_id.get(o.rule)) for o in occs])
         return
     rows = [(o.due.isoformat() + ("（暂定）" if o.provisional else ""), o.key, by_id[o.rule].title,
-             _who(rs, o.owner), o.quota, "、".join(d.strftime("%m-%d %H:%M") for d in o.reminders)) for o in occs]
+             _who(rs, o.owner), o.quota, reminder_text(o.reminders)) for o in occs]
     print_table(f"{first} 至 {last} 到期的事项（共 {len(rows)} 项）", ["截止日", "事项", "名称", "负责人", "次数", "提醒"],
                 rows, empty=f"{first} 至 {last} 没有到期的事项。")
     if any(o.provisional for o in occs):
@@ -457,7 +457,195 @@ def calendar_import(file: str, now: str | None) -> None:
         row = row or CalendarYearRow(year=o.year)
         row.source, row.holidays, row.workdays, row.text, row.imported_at = o.source, holidays, workdays, text, app.now
         s.add(row)
+        from .state import bump_config
+
+        bump_config(s)
     say(f"已导入 {o.year} 年放假安排（{o.source}）：放假 {len(holidays)} 天，调休上班 {len(workdays)} 天。")
+
+
+# --- events, completions, status ------------------------------------------------------------
+@cli.group()
+def event() -> None:
+    """登记事件（学习、会议、收到文件……），事件触发的规则据此产生待办。"""
+
+
+@event.command("add")
+@click.argument("etype", metavar="类型")
+@click.option("--date", "day", required=True, metavar="日期", help="事件日期，如 2026-12-10。")
+@click.option("--title", help="说明，如 “中心组第3次学习”。")
+@now_option
+def event_add(etype: str, day: str, title: str | None, now: str | None) -> None:
+    """登记一个事件，并显示它产生的待办事项。"""
+    from rules.model import ID_RE
+    from rules.planner import Event, Planner
+
+    from .clock import parse_date
+    from .models import EventRow
+    from .output import say, warn
+    from .state import bump_config
+    from .store import load_calendar, load_ruleset
+
+    app = _app(now)
+    if not ID_RE.match(etype):
+        raise DubanError(f"事件类型“{etype}”无效：只能用小写英文字母、数字和连字符，例如 study-session")
+    d = parse_date(day, "--date")
+    with app.session() as s:
+        rs = load_ruleset(s, only_enabled=True)
+        used = sorted({r.event for r in rs.rules if r.event})
+        row = EventRow(type=etype, date=d, title=title, recorded_at=app.now)
+        s.add(row)
+        s.flush()
+        bump_config(s)
+        occs = Planner(load_calendar(s), rs.groups).plan([r for r in rs.rules if r.event == etype],
+                                                          d - timedelta(days=400), d + timedelta(days=400),
+                                                          [Event(row.id, etype, d, title)])
+        event_id = row.id
+    say(f"已登记事件 {event_id}：{etype} {d}{'（' + title + '）' if title else ''}")
+    if etype not in used:
+        warn(f"注意：没有启用的规则使用事件类型“{etype}”，这个事件不会产生待办。已使用的类型：{'、'.join(used) or '无'}")
+    for o in occs:
+        say(f"  待办 {o.key}：截止 {o.due}{'（暂定）' if o.provisional else ''}")
+
+
+@cli.command()
+@click.argument("key", metavar="事项编号")
+@click.option("--by", help="完成人。")
+@click.option("--note", help="完成情况说明。")
+@click.option("--evidence", help="佐证材料（文件编号、链接、存放位置）。")
+@now_option
+def done(key: str, by: str | None, note: str | None, evidence: str | None, now: str | None) -> None:
+    """登记一次完成（需完成多次的事项按次计数）。"""
+    from .occurrences import record_done
+    from .output import say
+
+    app = _app(now)
+    with app.session() as s:
+        occ = record_done(s, key, now=app.now, by=by, note=note, evidence=evidence)
+        count, quota, state = occ.done_count, occ.quota, occ.state
+    if state == "done" and count == quota:
+        say(f"已登记完成：{key}（{count}/{quota}），该事项已办结，不再提醒。")
+    elif state == "done":
+        say(f"已登记完成：{key}（{count}/{quota}，已超过要求次数）。")
+    else:
+        say(f"已登记完成：{key}（{count}/{quota}），还需完成 {quota - count} 次。")
+
+
+@cli.command()
+@click.argument("key", metavar="事项编号")
+@click.option("--reason", required=True, help="免办理由（必填，记入台账）。")
+@click.option("--by", help="决定人。")
+@now_option
+def waive(key: str, reason: str, by: str | None, now: str | None) -> None:
+    """免办一个事项（不做也关闭），理由记入台账。"""
+    from .occurrences import record_waiver
+    from .output import say
+
+    app = _app(now)
+    with app.session() as s:
+        record_waiver(s, key, now=app.now, reason=reason, by=by)
+    say(f"已免办：{key}。理由：{reason.strip()}")
+
+
+@cli.command()
+@click.option("--all", "show_all", is_flag=True, help="同时列出最近 30 天内办结的事项。")
+@format_option
+@now_option
+def status(show_all: bool, fmt: str, now: str | None) -> None:
+    """进行中的事项：已逾期、即将到期（7 天内）、进行中，以及完成进度。"""
+    from .materialize import Materializer
+    from .occurrences import STATE_NAMES, status_rows
+    from .output import print_json, print_table
+    from .store import load_people_groups
+
+    app = _app(now)
+    with app.session() as s:
+        Materializer(s, app.now, app.settings.tz, app.settings.digest_to).run()
+        rows = status_rows(s, app.now)
+        people, groups = load_people_groups(s)
+    if fmt == "json":
+        print_json(rows)
+        return
+    if not show_all:
+        rows = [r for r in rows if r["state"] not in ("done", "waived")]
+    from rules.loader import RuleSet
+
+    rs = RuleSet(people=people, groups=groups)
+    table = []
+    for r in rows:
+        note = f"逾期 {r['days_overdue']} 天" if r["state"] == "overdue" else ""
+        if r["escalated"]:
+            note += "，已督办"
+        table.append((STATE_NAMES[r["state"]], r["key"], r["title"], _who(rs, r["owner"]),
+                      r["due"] + ("（暂定）" if r["provisional"] else ""), f"{r['done_count']}/{r['quota']}", note))
+    print_table(f"{app.now:%Y-%m-%d} 督办事项（共 {len(table)} 项）", ["状态", "事项", "名称", "负责人", "截止日", "进度", "备注"],
+                table, empty="没有进行中的事项。")
+
+
+# --- the scheduler ---------------------------------------------------------------------------
+@cli.command("tick")
+@now_option
+def tick_cmd(now: str | None) -> None:
+    """执行一次调度：生成到期事项，发送到期的提醒，重试失败的消息。"""
+    from .output import say
+    from .service import setup_logging
+    from .tick import tick
+
+    app = _app(now)
+    setup_logging(app.settings.get("DUBAN_LOG_LEVEL", "WARNING"))
+    from .db import require_schema
+
+    require_schema(app.engine)
+    result = tick(app.engine, app.settings, app.now)
+    d = result.dispatched
+    from notifications.message import KIND_NAMES
+
+    sent = "、".join(f"{KIND_NAMES.get(k, k)} {n} 条" for k, n in sorted(d.sent.items())) or "无"
+    say(f"{app.now:%Y-%m-%d %H:%M} 调度完成：新建事项 {result.planned.occurrences} 项；发送 {sent}；"
+        f"跳过 {d.skipped} 条；待重试 {d.retrying} 条；放弃 {d.dead} 条。")
+
+
+@cli.command()
+@click.option("--interval", default=60, show_default=True, help="检查间隔（秒）。")
+@now_option
+def run(interval: int, now: str | None) -> None:
+    """启动督办服务：每分钟检查一次，按时发送提醒和每日汇总，直到收到停止信号。"""
+    from datetime import datetime
+
+    from .db import require_schema
+    from .service import run_service, setup_logging
+
+    app = _app(now)
+    setup_logging(app.settings.get("DUBAN_LOG_LEVEL", "INFO"))
+    require_schema(app.engine)
+    offset = app.now - datetime.now(app.settings.tz) if now else timedelta(0)
+    run_service(app, offset, interval)
+
+
+@cli.command()
+@click.option("--send", is_flag=True, help="立即发送（默认只显示）。")
+@now_option
+def digest(send: bool, now: str | None) -> None:
+    """书记的每日汇总：逾期事项、7 天内到期的事项、发送失败的消息。"""
+    from .digest import plan_digest, render_digest
+    from .materialize import Materializer
+    from .output import say
+
+    app = _app(now)
+    st = app.settings
+    with app.session() as s:
+        Materializer(s, app.now, st.tz, st.digest_to).run()
+        if send:
+            plan_digest(s, app.now, st.tz, st.digest_to, st.digest_at, force=True)
+        else:
+            message = render_digest(s, app.now, st.digest_to, st.get("DUBAN_TEMPLATE_DIR"))
+    if not send:
+        say(f"主题：{message.subject}\n")
+        say(message.text.rstrip())
+        return
+    from .tick import tick
+
+    result = tick(app.engine, st, app.now)
+    say("每日汇总已发送。" if result.dispatched.sent.get("digest") else "每日汇总今天已经发送过，未重复发送。")
 
 
 # --- entry point -----------------------------------------------------------------------------

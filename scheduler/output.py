@@ -26,6 +26,8 @@ def print_table(title: str | None, headers: Sequence[str], rows: Sequence[Sequen
     from rich.table import Table
 
     console = Console(soft_wrap=False)
+    if not console.is_terminal:  # piped or redirected: no terminal width to respect
+        console = Console(soft_wrap=False, width=200)
     if not rows:
         if title:
             console.print(title)
@@ -46,3 +48,13 @@ def say(text: str) -> None:
 
 def warn(text: str) -> None:
     sys.stderr.write(text + "\n")
+
+
+def reminder_text(reminders: Sequence[datetime]) -> str:
+    """`12-01、12-03、12-04 09:00`: the days, then the time once when all share it."""
+    if not reminders:
+        return "无"
+    times = {d.strftime("%H:%M") for d in reminders}
+    if len(times) == 1:
+        return "、".join(d.strftime("%m-%d") for d in reminders) + " " + times.pop()
+    return "、".join(d.strftime("%m-%d %H:%M") for d in reminders)

@@ -17,6 +17,7 @@ from rules.model import Person, Rule
 from rules.planner import Event
 
 from .models import CalendarYearRow, EventRow, GroupRow, PersonRow, RuleChangeRow, RuleRow
+from .state import bump_config
 
 
 def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
@@ -86,6 +87,7 @@ def import_ruleset(session: Session, rs: RuleSet, *, now: datetime, origin: str)
             updated.append(rule.id)
         else:
             unchanged.append(rule.id)
+    bump_config(session)  # people or groups may have changed too
     session.flush()
     return ImportSummary(added, updated, unchanged, len(rs.people), len(rs.groups))
 
@@ -98,6 +100,7 @@ def set_enabled(session: Session, rule_id: str, enabled: bool, *, now: datetime)
     if row.enabled == enabled:
         return False
     row.enabled, row.updated_at = enabled, now
+    bump_config(session)
     _audit(session, now, rule_id, "enabled" if enabled else "disabled", {"enabled": not enabled},
            {"enabled": enabled}, "命令行")
     return True

@@ -1,0 +1,1 @@
+"""One small class per channel, all with the same interface (see base.py)."""

@@ -1,0 +1,60 @@
+"""A message for one person, rendered from the Jinja2 templates (which a user may override)."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+KIND_NAMES = {"reminder": "提醒", "overdue": "逾期提醒", "escalation": "督办通知", "digest": "每日汇总"}
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+@dataclass(frozen=True)
+class Recipient:
+    id: str
+    name: str
+    email: str | None = None
+    wecom: str | None = None
+    mobile: str | None = None
+
+
+@dataclass(frozen=True)
+class Message:
+    """What one delivery says. `key` is the delivery's natural key: a resend carries the same tag."""
+
+    kind: str
+    subject: str
+    text: str
+    key: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def tag(self) -> str:
+        """A short label for the delivery, shown in the message so a repeat is recognisable."""
+        return hashlib.sha1(self.key.encode()).hexdigest()[:8]
+
+
+@lru_cache(maxsize=8)
+def _environment(user_dir: str | None):
+    from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+    loaders = [FileSystemLoader(user_dir)] if user_dir else []
+    loaders.append(FileSystemLoader(str(TEMPLATES)))
+    env = Environment(loader=ChoiceLoader(loaders), undefined=StrictUndefined,
+                      autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True,
+                      keep_trailing_newline=True)
+    env.filters["cn_date"] = lambda d: f"{d.year}年{d.month}月{d.day}日"
+    return env
+
+
+def render(kind: str, context: dict[str, Any], key: str, user_dir: str | None = None) -> Message:
+    """Render `<kind>.subject.j2` and `<kind>.txt.j2`; the subject is one line, CR/LF removed."""
+    env = _environment(user_dir)
+    ctx = {**context, "kind_name": KIND_NAMES.get(kind, kind)}
+    subject = " ".join(env.get_template(f"{kind}.subject.j2").render(ctx).split())
+    ctx["tag"] = hashlib.sha1(key.encode()).hexdigest()[:8]
+    text = env.get_template(f"{kind}.txt.j2").render(ctx)
+    return Message(kind, subject, text, key)

@@ -1,0 +1,182 @@
+"""Plan what is due from the rules into the database: occurrences and the deliveries they need.
+
+Everything is created with its natural key (INSERT … ON CONFLICT DO NOTHING), so planning twice, or
+in two processes at once, creates nothing twice. Work is decided from the tables up to `now`: a tick
+that did not run (the service was down) loses nothing, the next one catches up.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from rules.calendar import WorkCalendar
+from rules.loader import RuleSet
+from rules.model import Rule
+from rules.planner import Planner
+
+from .models import DeliveryRow, OccurrenceRow, RuleRow
+from .state import CONFIG_VERSION, get_state, set_state
+from .store import load_calendar, load_events, load_ruleset
+
+LOOKBACK = timedelta(days=400)  # how far back a returning service still creates missed occurrences
+MARKER = "materialized"
+
+
+@dataclass
+class Planned:
+    occurrences: int = 0
+    deliveries: int = 0
+
+
+def insert_ignore(session: Session, model: type, rows: list[dict[str, Any]]) -> int:
+    """Insert rows, skipping those whose unique key exists; returns how many were new."""
+    if not rows:
+        return 0
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    elif dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:  # pragma: no cover - only the two supported databases
+        raise NotImplementedError(dialect)
+    total = 0
+    stmt = insert(model).on_conflict_do_nothing().returning(model.id)
+    for i in range(0, len(rows), 500):
+        total += len(session.execute(stmt, rows[i:i + 500]).all())
+    return total
+
+
+def epoch(day: date, at: str, tz: ZoneInfo) -> int:
+    hh, mm = at.split(":")
+    return int(datetime.combine(day, time(int(hh), int(mm)), tz).timestamp())
+
+
+def _lead_days(rule: Rule) -> int:
+    """How many days before the due date the rule's earliest reminder can fall."""
+    worst = 0
+    for off in rule.remind:
+        if off.days < 0:
+            worst = max(worst, -off.days * (2 if off.working else 1) + (20 if off.working else 10))
+    return worst + 10
+
+
+def effective_start(rule: Rule, added_on: date) -> date:
+    """A rule makes nothing before its `start`, by default the day it was added."""
+    return rule.start or added_on
+
+
+class Materializer:
+    def __init__(self, session: Session, now: datetime, tz: ZoneInfo, digest_to: str = "secretary"):
+        self.s, self.now, self.tz, self.digest_to = session, now, tz, digest_to
+        self.today = now.astimezone(tz).date()
+
+    # --- when to plan again ------------------------------------------------------------------
+    def needed(self) -> bool:
+        marker = get_state(self.s, MARKER)
+        return marker != {"date": self.today.isoformat(), "version": get_state(self.s, CONFIG_VERSION, 0)}
+
+    def run(self, force: bool = False) -> Planned:
+        if not force and not self.needed():
+            return Planned()
+        version = get_state(self.s, CONFIG_VERSION, 0)
+        rs = load_ruleset(self.s, only_enabled=True)
+        cal = load_calendar(self.s)
+        result = self.occurrences(rs, cal)
+        result.deliveries += self.overdue(rs, cal)
+        set_state(self.s, MARKER, {"date": self.today.isoformat(), "version": version})
+        return result
+
+    # --- occurrences and their reminders -----------------------------------------------------
+    def occurrences(self, rs: RuleSet, cal: WorkCalendar) -> Planned:
+        added = {r.id: r.added_on for r in self.s.scalars(select(RuleRow))}
+        events = load_events(self.s)
+        planner = Planner(cal, rs.groups)
+        by_window: dict[tuple[date, date], list[Rule]] = {}
+        for rule in rs.rules:
+            start = effective_start(rule, added.get(rule.id, self.today))
+            first = max(start, self.today - LOOKBACK)
+            last = self.today + timedelta(days=_lead_days(rule))
+            by_window.setdefault((first, last), []).append(dataclasses.replace(rule, start=start))
+        rules = {r.id: r for r in rs.rules}
+        occ_rows, reminder_rows = [], []
+        for (first, last), group in by_window.items():
+            for o in planner.plan(group, first, last, events):
+                rule = rules[o.rule]
+                active_from = min([o.opens, *o.reminder_days])
+                if active_from > self.today:
+                    continue  # not yet open and no reminder yet: created on a later day
+                occ_rows.append(dict(key=o.key, rule_id=o.rule, title=rule.title, period=o.period, owner=o.owner,
+                                     opens=o.opens, due=o.due, quota=o.quota, provisional=o.provisional,
+                                     event_id=o.event_id if isinstance(o.event_id, int) else None, state="open",
+                                     done_count=0, created_at=self.now))
+                for day in o.reminder_days:
+                    for pid in rs.members(o.owner) if o.owner else ():
+                        reminder_rows.append(self._delivery(o.key, "reminder", day, pid, epoch(day, rule.at, self.tz)))
+        planned = Planned()
+        planned.occurrences = insert_ignore(self.s, OccurrenceRow, occ_rows)
+        planned.deliveries = insert_ignore(self.s, DeliveryRow, reminder_rows)
+        return planned
+
+    def _delivery(self, occ_key: str | None, kind: str, slot: date, pid: str, due_at: int) -> dict[str, Any]:
+        return dict(key=f"{occ_key or '-'}|{kind}|{slot.isoformat()}|{pid}", occurrence_key=occ_key, kind=kind,
+                    slot=slot.isoformat(), recipient=pid, due_at=due_at, status="pending", attempts=0,
+                    created_at=self.now)
+
+    # --- overdue alerts and escalations ------------------------------------------------------
+    def overdue(self, rs: RuleSet, cal: WorkCalendar) -> int:
+        rules = {r.id: r for r in rs.rules}
+        rows = []
+        open_overdue = self.s.scalars(select(OccurrenceRow).where(OccurrenceRow.state == "open",
+                                                                  OccurrenceRow.due < self.today))
+        for occ in open_overdue:
+            rule = rules.get(occ.rule_id)
+            if rule is None:
+                continue  # disabled or removed: no new alerts
+            slot = latest_overdue_slot(occ.due, rule, cal, self.today)
+            if slot is not None:
+                for pid in rs.members(occ.owner) if occ.owner else ():
+                    rows.append(self._delivery(occ.key, "overdue", slot, pid, epoch(slot, rule.at, self.tz)))
+            esc = escalation_day(occ.due, rule, cal)
+            if esc is not None and esc <= self.today:
+                targets = [m for ref in (rule.escalate_to or (self.digest_to,)) for m in rs.members(ref)]
+                for pid in dict.fromkeys(targets):
+                    rows.append(self._delivery(occ.key, "escalation", esc, pid, epoch(esc, rule.at, self.tz)))
+        return insert_ignore(self.s, DeliveryRow, rows)
+
+
+def first_overdue_day(due: date, cal: WorkCalendar) -> date:
+    """Overdue alerts start the next working morning after the due date."""
+    return date.fromordinal(cal.add_workdays(due.toordinal(), 1))
+
+
+def latest_overdue_slot(due: date, rule: Rule, cal: WorkCalendar, today: date) -> date | None:
+    """The most recent overdue-alert day on or before today (earlier ones collapse into it)."""
+    slot = first_overdue_day(due, cal)
+    if slot > today:
+        return None
+    if rule.repeat_overdue is None:
+        return slot
+    while True:
+        nxt = rule.repeat_overdue.apply(slot.toordinal(), cal)
+        if not cal.is_workday_ordinal(nxt):
+            nxt = cal.next_workday(nxt)
+        if nxt <= slot.toordinal() or nxt > today.toordinal():
+            return slot
+        slot = date.fromordinal(nxt)
+
+
+def escalation_day(due: date, rule: Rule, cal: WorkCalendar) -> date | None:
+    """The day the 督办通知 goes out: `escalate_after` past the due date, on a working day."""
+    if rule.escalate_after is None:
+        return None
+    o = rule.escalate_after.apply(due.toordinal(), cal)
+    if not cal.is_workday_ordinal(o):
+        o = cal.next_workday(o)
+    return date.fromordinal(max(o, first_overdue_day(due, cal).toordinal()))

@@ -1,0 +1,84 @@
+"""`duban run`: APScheduler as a clock only. A tick every minute and the digest at its time, both in
+a memory job store; what is due is always decided from duban's own tables, so a missed run loses
+nothing and several processes can share one PostgreSQL database."""
+
+from __future__ import annotations
+
+import logging
+import signal
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from .app import App
+from .db import session_scope
+from .digest import plan_digest
+from .routing import configured_channels
+from .tick import tick
+
+log = logging.getLogger("duban.service")
+
+
+def setup_logging(level: str | None) -> None:
+    logging.basicConfig(level=(level or "INFO").upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+
+
+def make_clock(app: App, offset: timedelta) -> Callable[[], datetime]:
+    """Wall-clock time shifted by `offset` (non-zero when `--now` starts the service at another time)."""
+    return lambda: datetime.now(app.settings.tz) + offset
+
+
+def service_pass(app: App, now: datetime, channels, worker: str) -> None:
+    """One run of the tick job: today's digest once its time has come, then a scheduler tick."""
+    s = app.settings
+    hh, mm = (int(x) for x in s.digest_at.split(":"))
+    local = now.astimezone(s.tz)
+    if (local.hour, local.minute) >= (hh, mm):
+        with session_scope(app.engine) as session:
+            if plan_digest(session, now, s.tz, s.digest_to, s.digest_at):
+                log.info("已安排今天的每日汇总，发给 %s", s.digest_to)
+    result = tick(app.engine, s, now, channels, worker=worker)
+    sent = sum(result.dispatched.sent.values())
+    if sent or result.dispatched.retrying or result.dispatched.dead:
+        log.info("本次检查：发送 %d 条，待重试 %d 条，放弃 %d 条", sent, result.dispatched.retrying,
+                 result.dispatched.dead)
+
+
+def run_service(app: App, offset: timedelta, interval_seconds: int = 60) -> None:
+    from apscheduler.executors.pool import ThreadPoolExecutor
+    from apscheduler.jobstores.memory import MemoryJobStore
+    from apscheduler.schedulers.blocking import BlockingScheduler
+    from apscheduler.triggers.cron import CronTrigger
+    from apscheduler.triggers.interval import IntervalTrigger
+
+    from .dispatch import worker_id
+
+    s = app.settings
+    clock = make_clock(app, offset)
+    channels = configured_channels(s)
+    worker = worker_id()
+
+    def job() -> None:
+        try:
+            service_pass(app, clock(), channels, worker)
+        except Exception:  # keep the service alive; the next tick retries from the tables
+            log.exception("本次检查出错，下一次检查会重试")
+
+    scheduler = BlockingScheduler(timezone=s.tz, jobstores={"default": MemoryJobStore()},
+                                  executors={"default": ThreadPoolExecutor(1)},
+                                  job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None})
+    scheduler.add_job(job, IntervalTrigger(seconds=interval_seconds, timezone=s.tz), id="tick",
+                      next_run_time=datetime.now(s.tz))
+    hh, mm = (int(x) for x in s.digest_at.split(":"))
+    scheduler.add_job(job, CronTrigger(hour=hh, minute=mm, timezone=s.tz), id="digest")
+
+    def stop(signum, _frame) -> None:
+        log.info("收到信号 %s，正在停止（等待本次检查完成）", signal.Signals(signum).name)
+        scheduler.shutdown(wait=True)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    log.info("督办服务已启动：渠道 %s；每 %d 秒检查一次；每日汇总 %s 发给 %s；进程 %s",
+             "、".join(c.label for c in channels), interval_seconds, s.digest_at, s.digest_to, worker)
+    scheduler.start()
+    log.info("督办服务已停止")
