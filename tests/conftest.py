@@ -102,3 +102,15 @@ def run_process(*args: str, env: dict[str, str] | None = None, cwd=None) -> Resu
     p = subprocess.run([sys.executable, "-m", "scheduler.cli", *map(str, args)], capture_output=True, text=True,
                        env=full_env, cwd=cwd, timeout=120)
     return Result(p.returncode, p.stdout, p.stderr)
+
+
+@pytest.fixture
+def smtp(monkeypatch, workdir):
+    """A loopback SMTP server; its settings are in the environment of `duban` calls in this test."""
+    from smtp_server import SMTPServer
+
+    server = SMTPServer().start()
+    for k, v in server.env().items():
+        monkeypatch.setenv(k, v)
+    yield server
+    server.stop()
