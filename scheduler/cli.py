@@ -664,15 +664,21 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
-    except Exception as e:  # a bug or an environment problem: one line, details only at DEBUG
+    except Exception as e:  # a bug or an environment problem: one line, the traceback only at DEBUG
+        import os
+
         from sqlalchemy.exc import SQLAlchemyError
 
+        if os.environ.get("DUBAN_LOG_LEVEL", "").upper() == "DEBUG":
+            raise
         if isinstance(e, SQLAlchemyError):
             orig = getattr(e, "orig", None)
             click.echo(f"错误：数据库操作失败（{type(orig or e).__name__}：{str(orig or e).splitlines()[0][:200]}）。"
-                       "请运行 duban doctor 检查。", err=True)
-            return 1
-        raise
+                       "请检查 DUBAN_DATABASE_URL 和数据库服务。", err=True)
+        else:
+            click.echo(f"错误：程序内部出错（{type(e).__name__}：{str(e)[:200]}）。"
+                       "设置 DUBAN_LOG_LEVEL=DEBUG 后重试可看到详细信息，请报告给维护者。", err=True)
+        return 1
     return 0
 
 

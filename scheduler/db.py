@@ -39,6 +39,7 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA synchronous=NORMAL")  # WAL: a power cut may undo the last commit (a resend), never corrupt
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
 
