@@ -29,6 +29,8 @@ class Message:
     subject: str
     text: str
     key: str
+    html: str | None = None
+    markdown: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -37,24 +39,33 @@ class Message:
         return hashlib.sha1(self.key.encode()).hexdigest()[:8]
 
 
-@lru_cache(maxsize=8)
-def _environment(user_dir: str | None):
-    from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, select_autoescape
+@lru_cache(maxsize=16)
+def _environment(user_dir: str | None, markdown: bool = False):
+    """Templates from the user's directory first, then the bundled ones. HTML is autoescaped; in
+    markdown templates every value is escaped so a title cannot inject formatting."""
+    from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined
+
+    from .markdown import md_escape
 
     loaders = [FileSystemLoader(user_dir)] if user_dir else []
     loaders.append(FileSystemLoader(str(TEMPLATES)))
     env = Environment(loader=ChoiceLoader(loaders), undefined=StrictUndefined,
-                      autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True,
-                      keep_trailing_newline=True)
+                      autoescape=lambda name: bool(name) and name.endswith(".html.j2"),
+                      trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+                      finalize=md_escape if markdown else None)
     env.filters["cn_date"] = lambda d: f"{d.year}年{d.month}月{d.day}日"
     return env
 
 
 def render(kind: str, context: dict[str, Any], key: str, user_dir: str | None = None) -> Message:
-    """Render `<kind>.subject.j2` and `<kind>.txt.j2`; the subject is one line, CR/LF removed."""
+    """Render the subject, plain text, HTML and WeCom markdown of one message kind."""
     env = _environment(user_dir)
-    ctx = {**context, "kind_name": KIND_NAMES.get(kind, kind)}
+    ctx = {**context, "kind_name": KIND_NAMES.get(kind, kind),
+           "tag": hashlib.sha1(key.encode()).hexdigest()[:8], "key_": key}
+    # the subject is one line: CR/LF and runs of spaces collapse (no header injection)
     subject = " ".join(env.get_template(f"{kind}.subject.j2").render(ctx).split())
-    ctx["tag"] = hashlib.sha1(key.encode()).hexdigest()[:8]
+    ctx["subject"] = subject
     text = env.get_template(f"{kind}.txt.j2").render(ctx)
-    return Message(kind, subject, text, key)
+    html = env.get_template(f"{kind}.html.j2").render(ctx)
+    markdown = _environment(user_dir, markdown=True).get_template(f"{kind}.md.j2").render(ctx)
+    return Message(kind, subject, text, key, html=html, markdown=markdown)

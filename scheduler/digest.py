@@ -2,44 +2,72 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from notifications.message import KIND_NAMES, Message, render
+from rules.calendar import WorkCalendar
 
+from .channel_state import disabled_channels
 from .materialize import epoch, insert_ignore
-from .models import DeliveryRow
+from .models import CompletionRow, DeliveryRow, OccurrenceRow
 from .occurrences import status_rows
 from .routing import recipient
 from .store import load_calendar, load_people_groups
 
 
-def digest_context(s: Session, now: datetime) -> dict[str, Any]:
+def digest_context(s: Session, now: datetime, tz: ZoneInfo | None = None) -> dict[str, Any]:
+    """Everything the digest shows: overdue first, then due within 7 days, progress, completions since
+    the last digest, delivery failures and calendar warnings."""
     people, _groups = load_people_groups(s)
     rows = status_rows(s, now, closed_days=0)
+    today = now.astimezone(tz).date() if tz else now.date()
 
     def named(r: dict[str, Any]) -> dict[str, Any]:
         owner = people.get(r["owner"]) if r["owner"] else None
         return {**r, "owner_name": owner.name if owner else (r["owner"] or "未指定")}
 
+    last_digest = s.scalar(select(func.max(DeliveryRow.sent_at)).where(DeliveryRow.kind == "digest",
+                                                                    DeliveryRow.status == "sent"))
+    since = last_digest or (now - timedelta(days=1))
+    done = s.execute(select(CompletionRow, OccurrenceRow.title).join(
+        OccurrenceRow, OccurrenceRow.key == CompletionRow.occurrence_key).where(CompletionRow.at > since)
+        .order_by(CompletionRow.at)).all()
+    completions = [{"title": title, "by": c.by, "note": c.note,
+                    "at": c.at.astimezone(tz or now.tzinfo).strftime("%m-%d %H:%M")} for c, title in done]
     dead = s.scalars(select(DeliveryRow).where(DeliveryRow.status == "dead").order_by(DeliveryRow.id.desc()).limit(20))
     failures = [f"{KIND_NAMES.get(d.kind, d.kind)} → {d.recipient}（{d.occurrence_key or d.slot}）：{d.last_error}"
                 for d in dead]
-    return {"today": now.date(), "overdue": [named(r) for r in rows if r["state"] == "overdue"],
-            "due_soon": [named(r) for r in rows if r["state"] == "due-soon"], "failures": failures}
+    warnings = [f"渠道“{v['label']}”已停用：{v['reason']}" for v in disabled_channels(s).values()]
+    warnings += calendar_warnings(load_calendar(s), today)
+    if any(r["provisional"] for r in rows):
+        warnings.append("部分截止日所在年份尚无官方放假安排，日期为暂定（标“暂定”），安排公布后请导入")
+    return {"today": today, "overdue": [named(r) for r in rows if r["state"] == "overdue"],
+            "due_soon": [named(r) for r in rows if r["state"] == "due-soon"],
+            "progress": [named(r) for r in rows if r["quota"] > 1 and r["state"] not in ("overdue", "due-soon")],
+            "completions": completions, "failures": failures, "warnings": warnings}
+
+
+def calendar_warnings(cal: WorkCalendar, today: date) -> list[str]:
+    """From December on, warn when next year's official arrangement is not known yet."""
+    nxt = today.year + 1
+    if today.month == 12 and cal.is_provisional(nxt):
+        return [f"{nxt} 年的放假安排尚未导入，{nxt} 年的截止日均为暂定。国务院办公厅的通知公布后，"
+                f"请写成日历文件并运行 duban calendar import 文件"]
+    return []
 
 
 def digest_renderer(s: Session, delivery: DeliveryRow, now: datetime) -> dict[str, Any]:
-    return digest_context(s, now)
+    return digest_context(s, now, now.tzinfo)
 
 
 def render_digest(s: Session, now: datetime, person_id: str, template_dir: str | None = None) -> Message:
     people, _ = load_people_groups(s)
-    ctx = {**digest_context(s, now), "person": recipient(person_id, people)}
+    ctx = {**digest_context(s, now, now.tzinfo), "person": recipient(person_id, people)}
     return render("digest", ctx, f"-|digest|{now.date().isoformat()}|{person_id}", template_dir)
 
 

@@ -4,7 +4,8 @@ A worker claims due deliveries in one short transaction (PostgreSQL: FOR UPDATE 
 a compare-and-set update under its single writer), moving `due_at` to the end of its lease. It sends
 outside any transaction, then marks the delivery sent only if the lease is still its own. A worker
 that dies between send and mark leaves the delivery `sending`; when the lease runs out another worker
-sends it again: a crash may repeat a message, never lose one.
+sends it again: a crash may repeat a message, never lose one. Every attempt is a row, written before
+the send and completed after it.
 """
 
 from __future__ import annotations
@@ -21,13 +22,17 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Engine, select, text, update
 from sqlalchemy.orm import Session
 
-from notifications.channels.base import Channel, ChannelError
-from notifications.message import KIND_NAMES, Message, render
+from notifications.channels.base import Channel, ChannelError, SendResult
+from notifications.channels.wecom_common import ChannelDisabled
+from notifications.message import KIND_NAMES, Message, Recipient, render
+from notifications.redact import redact
 from rules.model import Person
 
+from .channel_state import disable_channel, disabled_channels
 from .db import session_scope
 from .models import ACTIVE, AttemptRow, DeliveryRow, OccurrenceRow, RuleRow
-from .routing import channels_for, recipient
+from .pacing import reserve
+from .routing import ConfiguredChannel, channels_for, recipient
 
 log = logging.getLogger("duban.dispatch")
 
@@ -52,47 +57,56 @@ class Dispatched:
     sent: dict[str, int] = field(default_factory=dict)  # kind → count
     skipped: int = 0
     retrying: int = 0
+    deferred: int = 0  # paced: the channel's rate limit is reached for now
     dead: int = 0
     lost_lease: int = 0
+    disabled: list[str] = field(default_factory=list)
 
     def add_sent(self, kind: str) -> None:
         self.sent[kind] = self.sent.get(kind, 0) + 1
 
 
+def _active():
+    return text(ACTIVE)
+
+
 class Dispatcher:
-    def __init__(self, engine: Engine, channels: list[Channel], tz: ZoneInfo, *, worker: str | None = None,
+    def __init__(self, engine: Engine, channels: list[ConfiguredChannel], tz: ZoneInfo, *, worker: str | None = None,
                  template_dir: str | None = None, digest_renderer=None):
-        self.engine, self.channels, self.tz = engine, channels, tz
+        self.engine, self.configured, self.tz = engine, channels, tz
         self.worker = worker or worker_id()
         self.template_dir = template_dir
-        self.digest_renderer = digest_renderer  # (session, delivery, now) -> context, from digest.py
+        self.digest_renderer = digest_renderer  # (session, delivery, now) -> template context
 
-    # --- claim -----------------------------------------------------------------------------
+    # --- claim -------------------------------------------------------------------------------
     def claim(self, now_ts: int, limit: int = BATCH) -> list[int]:
         with session_scope(self.engine) as s:
             q = (select(DeliveryRow.id).where(DeliveryRow.due_at <= now_ts).where(_active())
                  .order_by(DeliveryRow.due_at, DeliveryRow.id).limit(limit))
+            lease = dict(status="sending", lease_owner=self.worker, due_at=now_ts + LEASE_SECONDS,
+                         attempts=DeliveryRow.attempts + 1)
             if s.get_bind().dialect.name == "postgresql":
                 ids = list(s.scalars(q.with_for_update(skip_locked=True)))
                 if ids:
-                    s.execute(update(DeliveryRow).where(DeliveryRow.id.in_(ids)).values(
-                        status="sending", lease_owner=self.worker, due_at=now_ts + LEASE_SECONDS,
-                        attempts=DeliveryRow.attempts + 1))
+                    s.execute(update(DeliveryRow).where(DeliveryRow.id.in_(ids)).values(**lease))
                 return ids
             won = []
             for did in s.scalars(q).all():
                 r = s.execute(update(DeliveryRow).where(DeliveryRow.id == did, DeliveryRow.due_at <= now_ts, _active())
-                              .values(status="sending", lease_owner=self.worker, due_at=now_ts + LEASE_SECONDS,
-                                      attempts=DeliveryRow.attempts + 1))
+                              .values(**lease))
                 if r.rowcount == 1:
                     won.append(did)
             return won
 
     # --- one pass ----------------------------------------------------------------------------
-    def run(self, now: datetime, people: dict[str, Person], limit_batches: int = 1000) -> Dispatched:
+    def run(self, now: datetime, people: dict[str, Person], max_batches: int = 1000) -> Dispatched:
         result = Dispatched()
         now_ts = int(now.timestamp())
-        for _ in range(limit_batches):
+        with session_scope(self.engine) as s:
+            blocked = disabled_channels(s)
+        self.channels: list[Channel] = [c.channel for c in self.configured
+                                        if blocked.get(c.channel.name, {}).get("fingerprint") != c.fingerprint]
+        for _ in range(max_batches):
             ids = self.claim(now_ts)
             if not ids:
                 break
@@ -103,38 +117,45 @@ class Dispatcher:
     def _one(self, did: int, now: datetime, now_ts: int, people: dict[str, Person], result: Dispatched) -> None:
         with session_scope(self.engine) as s:
             d = s.get(DeliveryRow, did)
-            reason = self._skip_reason(s, d, now_ts)
+            reason = self._skip_reason(s, d, now)
             if reason:
-                self._finish(s, d, now, "skipped", None, reason)
+                s.add(AttemptRow(delivery_id=d.id, worker=self.worker, started_at=now, finished_at=now,
+                                 outcome="skipped", error=reason))
+                d.status, d.last_error, d.lease_owner = "skipped", reason, None
                 result.skipped += 1
-                log.info("跳过 %s（%s）key=%s", KIND_NAMES.get(d.kind, d.kind), reason, d.key)
+                log.info("跳过%s（%s）key=%s", KIND_NAMES.get(d.kind, d.kind), reason, d.key)
                 return
             message = self._render(s, d, now, people)
-            attempt = AttemptRow(delivery_id=d.id, worker=self.worker, started_at=now, outcome="sending")
-            s.add(attempt)
-            s.flush()
-            attempt_id, d_kind, d_key, rcpt_id = attempt.id, d.kind, d.key, d.recipient
-        # the send happens outside any transaction: no lock is held while the network is slow
+            kind, rcpt_id = d.kind, d.recipient
+        # the sends happen outside any transaction: no lock is held while the network is slow
         person = recipient(rcpt_id, people)
         errors: list[str] = []
-        permanent, detail = False, {}
+        transient = False
+        attempt_id = None
         for channel in channels_for(person, self.channels):
+            retry_at = self._reserve(channel, person, message, now_ts)
+            if retry_at is not None:
+                self._release(did, retry_at, undo_attempt=True)
+                result.deferred += 1
+                return
+            attempt_id = self._start_attempt(did, channel, now)
             try:
                 sent = channel.send(message, person)
             except ChannelError as e:
-                errors.append(f"{channel.label}：{e.message}")
-                log.warning("发送失败 %s → %s 通过 %s：%s key=%s", KIND_NAMES.get(d_kind, d_kind), rcpt_id,
-                            channel.name, e.message, d_key)
-                permanent = e.permanent
-                detail = e.detail
+                msg = redact(e.message)
+                errors.append(f"{channel.label}：{msg}")
+                transient = transient or not e.permanent
+                self._finish_attempt(attempt_id, now, "failed", msg, e.detail)
+                log.warning("发送失败：%s → %s，经%s：%s", KIND_NAMES.get(kind, kind), rcpt_id, channel.label, msg)
+                if isinstance(e, ChannelDisabled):
+                    self._disable(channel, msg, now, result)
                 continue
-            self._mark(did, attempt_id, now, "sent", channel.name, None, sent.detail, result, d_kind)
+            self._mark_sent(did, attempt_id, now, channel, sent, result, kind, rcpt_id)
             return
-        self._mark(did, attempt_id, now, "failed", None, "；".join(errors), detail, result, d_kind,
-                   permanent=permanent)
+        self._mark_failed(did, attempt_id, now, "；".join(errors), permanent=not transient, result=result, kind=kind)
 
     # --- decisions ---------------------------------------------------------------------------
-    def _skip_reason(self, s: Session, d: DeliveryRow, now_ts: int) -> str | None:
+    def _skip_reason(self, s: Session, d: DeliveryRow, now: datetime) -> str | None:
         """Why this delivery no longer needs sending (closed, superseded), or None."""
         if d.occurrence_key:
             occ = s.scalar(select(OccurrenceRow).where(OccurrenceRow.key == d.occurrence_key))
@@ -147,18 +168,16 @@ class Dispatcher:
             rule = s.get(RuleRow, occ.rule_id)
             if rule is None or not rule.enabled:
                 return "规则已停用"
-            if d.kind == "reminder" and datetime.fromtimestamp(now_ts, self.tz).date() > occ.due:
+            if d.kind == "reminder" and now.astimezone(self.tz).date() > occ.due:
                 return "已逾期，改发逾期提醒"
-        # a later message of the same kind to the same person, also due, says it all
+        if d.kind == "escalation":
+            return None
+        # a later message of the same kind to the same person, also due now, says it all
         later = s.scalar(select(DeliveryRow.id).where(
-            DeliveryRow.occurrence_key == d.occurrence_key, DeliveryRow.kind == d.kind,
-            DeliveryRow.recipient == d.recipient, DeliveryRow.slot > d.slot, _active(),
-            DeliveryRow.id != d.id).limit(1)) if d.kind != "escalation" else None
-        if later is not None:
-            later_row = s.get(DeliveryRow, later)
-            if later_row.status == "pending" and later_row.due_at <= now_ts:
-                return "已合并到较晚的一条"
-        return None
+            DeliveryRow.occurrence_key == d.occurrence_key if d.occurrence_key else DeliveryRow.occurrence_key.is_(None),
+            DeliveryRow.kind == d.kind, DeliveryRow.recipient == d.recipient, DeliveryRow.slot > d.slot,
+            DeliveryRow.status == "pending", DeliveryRow.due_at <= int(now.timestamp())).limit(1))
+        return "已合并到较晚的一条" if later is not None else None
 
     def _render(self, s: Session, d: DeliveryRow, now: datetime, people: dict[str, Person]) -> Message:
         person = recipient(d.recipient, people)
@@ -176,41 +195,83 @@ class Dispatcher:
                        required_by=today + timedelta(days=3))
         return render(d.kind, {**ctx, "person": person}, d.key, self.template_dir)
 
-    def _mark(self, did: int, attempt_id: int, now: datetime, outcome: str, channel: str | None, error: str | None,
-              detail, result: Dispatched, kind: str, permanent: bool = False) -> None:
-        """Record the outcome, but change the delivery only if our lease still holds."""
+    # --- pacing ------------------------------------------------------------------------------
+    def _reserve(self, channel: Channel, person: Recipient, message: Message, now_ts: int) -> int | None:
+        buckets = []
+        if getattr(channel, "rate_limit", None):
+            limit, window = channel.rate_limit
+            buckets.append((channel.name, min(channel.posts_needed(message), limit), limit, window))
+        if getattr(channel, "rate_limit_per_person", None) and person.wecom:
+            limit, window = channel.rate_limit_per_person
+            buckets.append((f"{channel.name}:{person.wecom}", 1, limit, window))
+        for bucket, n, limit, window in buckets:
+            with session_scope(self.engine) as s:
+                retry_at = reserve(s, bucket, n, limit, window, now_ts)
+            if retry_at is not None:
+                log.info("%s已达频率上限，%d 秒后再发", channel.label, retry_at - now_ts)
+                return retry_at
+        return None
+
+    # --- recording ---------------------------------------------------------------------------
+    def _ours(self, did: int):
+        return (DeliveryRow.id == did, DeliveryRow.lease_owner == self.worker, DeliveryRow.status == "sending")
+
+    def _start_attempt(self, did: int, channel: Channel, now: datetime) -> int:
         with session_scope(self.engine) as s:
-            attempt = s.get(AttemptRow, attempt_id)
-            attempt.finished_at, attempt.channel, attempt.error, attempt.detail = now, channel, error, detail or None
-            ours = (DeliveryRow.id == did, DeliveryRow.lease_owner == self.worker, DeliveryRow.status == "sending")
-            if outcome == "sent":
-                values = dict(status="sent", sent_at=now, channel=channel, last_error=None)
-                attempt.outcome = "sent"
-            else:
-                d = s.get(DeliveryRow, did)
-                dead = permanent or d.attempts >= MAX_ATTEMPTS
-                attempt.outcome = "dead" if dead else "failed"
-                values = dict(status="dead" if dead else "pending", last_error=error,
-                              due_at=int(now.timestamp()) + (0 if dead else backoff_seconds(d.attempts)))
-            r = s.execute(update(DeliveryRow).where(*ours).values(lease_owner=None, **values))
-            if r.rowcount != 1:
-                result.lost_lease += 1
-                log.warning("租约已失效，另一个进程已接手 delivery=%s（可能重复发送一次）", did)
-            elif outcome == "sent":
-                result.add_sent(kind)
-                log.info("已发送 %s → %s 通过 %s delivery=%s", KIND_NAMES.get(kind, kind), channel, channel, did)
-            elif values["status"] == "dead":
-                result.dead += 1
-                log.error("放弃发送 %s delivery=%s：%s", KIND_NAMES.get(kind, kind), did, error)
-            else:
-                result.retrying += 1
+            a = AttemptRow(delivery_id=did, worker=self.worker, started_at=now, channel=channel.name, outcome="sending")
+            s.add(a)
+            s.flush()
+            return a.id
 
-    def _finish(self, s: Session, d: DeliveryRow, now: datetime, outcome: str, channel: str | None, note: str) -> None:
-        s.add(AttemptRow(delivery_id=d.id, worker=self.worker, started_at=now, finished_at=now, outcome=outcome,
-                         error=note))
-        d.status, d.last_error, d.lease_owner = outcome, note, None
+    def _finish_attempt(self, attempt_id: int, now: datetime, outcome: str, error: str | None, detail) -> None:
+        with session_scope(self.engine) as s:
+            a = s.get(AttemptRow, attempt_id)
+            a.finished_at, a.outcome, a.error, a.detail = now, outcome, error, detail or None
 
+    def _mark_sent(self, did: int, attempt_id: int, now: datetime, channel: Channel, sent: SendResult,
+                   result: Dispatched, kind: str, rcpt_id: str) -> None:
+        """Mark sent, but only if our lease still holds (else another worker has taken it over)."""
+        with session_scope(self.engine) as s:
+            a = s.get(AttemptRow, attempt_id)
+            a.finished_at, a.outcome, a.detail = now, "sent", sent.detail or None
+            r = s.execute(update(DeliveryRow).where(*self._ours(did)).values(
+                status="sent", sent_at=now, channel=channel.name, last_error=None, lease_owner=None))
+        if r.rowcount == 1:
+            result.add_sent(kind)
+            log.info("已发送%s → %s，经%s（delivery %s）", KIND_NAMES.get(kind, kind), rcpt_id, channel.label, did)
+        else:
+            result.lost_lease += 1
+            log.warning("发送后发现租约已被其他进程接手（delivery %s），该消息可能重复一次", did)
 
-def _active():
-    return text(ACTIVE)
+    def _mark_failed(self, did: int, last_attempt: int | None, now: datetime, error: str, *, permanent: bool,
+                     result: Dispatched, kind: str) -> None:
+        with session_scope(self.engine) as s:
+            d = s.get(DeliveryRow, did)
+            dead = permanent or d.attempts >= MAX_ATTEMPTS
+            if dead and last_attempt is not None:
+                s.get(AttemptRow, last_attempt).outcome = "dead"  # the attempt that ended it
+            next_at = int(now.timestamp()) + (0 if dead else backoff_seconds(d.attempts))
+            r = s.execute(update(DeliveryRow).where(*self._ours(did)).values(
+                status="dead" if dead else "pending", last_error=error, due_at=next_at, lease_owner=None))
+        if r.rowcount != 1:
+            result.lost_lease += 1
+        elif dead:
+            result.dead += 1
+            log.error("放弃发送%s（delivery %s）：%s", KIND_NAMES.get(kind, kind), did, error)
+        else:
+            result.retrying += 1
 
+    def _release(self, did: int, retry_at: int, undo_attempt: bool) -> None:
+        """Give a claimed delivery back without an attempt (paced by a rate limit)."""
+        with session_scope(self.engine) as s:
+            s.execute(update(DeliveryRow).where(*self._ours(did)).values(
+                status="pending", due_at=retry_at, lease_owner=None,
+                attempts=DeliveryRow.attempts - (1 if undo_attempt else 0)))
+
+    def _disable(self, channel: Channel, reason: str, now: datetime, result: Dispatched) -> None:
+        fp = next(c.fingerprint for c in self.configured if c.channel is channel)
+        with session_scope(self.engine) as s:
+            disable_channel(s, channel.name, channel.label, reason, fp, now)
+        self.channels = [c for c in self.channels if c is not channel]
+        result.disabled.append(channel.name)
+        log.error("渠道“%s”已停用：%s。修正设置后会自动恢复", channel.label, reason)

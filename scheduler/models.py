@@ -2,13 +2,45 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, Date, DateTime, Index, Integer, String, Text, text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 ACTIVE = "status IN ('pending', 'sending')"  # deliveries the dispatcher still has to look at
+
+
+class UTCDateTime(TypeDecorator):
+    """An instant: stored in UTC (SQLite keeps no zone, so naive UTC there), always read back aware."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: pass an aware one")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class Base(DeclarativeBase):
@@ -38,8 +70,8 @@ class RuleRow(Base):
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     added_on: Mapped[date] = mapped_column(Date)  # the implicit `start` when the rule has none
     origin: Mapped[str | None] = mapped_column(String(500))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class RuleChangeRow(Base):
@@ -47,7 +79,7 @@ class RuleChangeRow(Base):
 
     __tablename__ = "rule_changes"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     rule_id: Mapped[str] = mapped_column(String(64), index=True)
     action: Mapped[str] = mapped_column(String(32))  # added | updated | disabled | enabled
     before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
@@ -64,7 +96,7 @@ class CalendarYearRow(Base):
     holidays: Mapped[list[str]] = mapped_column(JSON)
     workdays: Mapped[list[str]] = mapped_column(JSON)
     text: Mapped[str | None] = mapped_column(Text)
-    imported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    imported_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class EventRow(Base):
@@ -73,7 +105,7 @@ class EventRow(Base):
     type: Mapped[str] = mapped_column(String(64), index=True)
     date: Mapped[date] = mapped_column(Date)
     title: Mapped[str | None] = mapped_column(String(500))
-    recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class StateRow(Base):
@@ -101,8 +133,8 @@ class OccurrenceRow(Base):
     event_id: Mapped[int | None] = mapped_column(Integer)
     state: Mapped[str] = mapped_column(String(16), index=True)  # open | done | waived
     done_count: Mapped[int] = mapped_column(Integer, default=0)
-    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class CompletionRow(Base):
@@ -110,7 +142,7 @@ class CompletionRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     occurrence_key: Mapped[str] = mapped_column(String(200), index=True)
     by: Mapped[str | None] = mapped_column(String(200))
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
     note: Mapped[str | None] = mapped_column(Text)
     evidence: Mapped[str | None] = mapped_column(Text)
 
@@ -121,7 +153,7 @@ class WaiverRow(Base):
     occurrence_key: Mapped[str] = mapped_column(String(200), index=True)
     reason: Mapped[str] = mapped_column(Text)
     by: Mapped[str | None] = mapped_column(String(200))
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class DeliveryRow(Base):
@@ -145,8 +177,8 @@ class DeliveryRow(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(100))
     channel: Mapped[str | None] = mapped_column(String(32))  # the channel that delivered it
     last_error: Mapped[str | None] = mapped_column(Text)
-    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class AttemptRow(Base):
@@ -156,9 +188,19 @@ class AttemptRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     delivery_id: Mapped[int] = mapped_column(Integer, index=True)
     worker: Mapped[str] = mapped_column(String(100))
-    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     channel: Mapped[str | None] = mapped_column(String(32))
     outcome: Mapped[str] = mapped_column(String(16))  # sending | sent | failed | dead | skipped
     error: Mapped[str | None] = mapped_column(Text)
     detail: Mapped[Any] = mapped_column(JSON, nullable=True)
+
+
+class ChannelPostRow(Base):
+    """One post to a rate-limited channel (the robot, a WeCom member), for pacing across processes."""
+
+    __tablename__ = "channel_posts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    bucket: Mapped[str] = mapped_column(String(200))
+    at: Mapped[int] = mapped_column(BigInteger)
+    __table_args__ = (Index("ix_channel_posts_bucket_at", "bucket", "at"),)

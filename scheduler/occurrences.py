@@ -30,8 +30,9 @@ def state_of(occ: OccurrenceRow, today: date) -> str:
     return "open"
 
 
-def find_occurrence(s: Session, key: str, today: date) -> OccurrenceRow:
+def find_occurrence(s: Session, key: str, now: datetime) -> OccurrenceRow:
     """The stored occurrence, or one the rules produce that is not stored yet (done early)."""
+    today = now.date()
     occ = s.scalar(select(OccurrenceRow).where(OccurrenceRow.key == key))
     if occ is not None:
         return occ
@@ -46,7 +47,7 @@ def find_occurrence(s: Session, key: str, today: date) -> OccurrenceRow:
                     key=o.key, rule_id=o.rule, title=rule.title, period=o.period, owner=o.owner, opens=o.opens,
                     due=o.due, quota=o.quota, provisional=o.provisional,
                     event_id=o.event_id if isinstance(o.event_id, int) else None, state="open", done_count=0,
-                    created_at=datetime.now().astimezone())])
+                    created_at=now)])
                 return s.scalar(select(OccurrenceRow).where(OccurrenceRow.key == key))
     known = list(s.scalars(select(OccurrenceRow.key).where(OccurrenceRow.state == "open")))
     close = difflib.get_close_matches(key, known, n=3, cutoff=0.5)
@@ -56,7 +57,7 @@ def find_occurrence(s: Session, key: str, today: date) -> OccurrenceRow:
 
 def record_done(s: Session, key: str, *, now: datetime, by: str | None, note: str | None,
                 evidence: str | None) -> OccurrenceRow:
-    occ = find_occurrence(s, key, now.date())
+    occ = find_occurrence(s, key, now)
     if occ.state == "waived":
         raise DubanError(f"事项 {key} 已免办，不能再登记完成")
     occ = s.scalar(select(OccurrenceRow).where(OccurrenceRow.key == key).with_for_update())
@@ -70,7 +71,7 @@ def record_done(s: Session, key: str, *, now: datetime, by: str | None, note: st
 def record_waiver(s: Session, key: str, *, now: datetime, reason: str, by: str | None) -> OccurrenceRow:
     if not reason.strip():
         raise DubanError("免办必须写明理由：--reason \"理由\"")
-    occ = find_occurrence(s, key, now.date())
+    occ = find_occurrence(s, key, now)
     if occ.state != "open":
         raise DubanError(f"事项 {key} 已{STATE_NAMES[occ.state]}，无需免办")
     s.add(WaiverRow(occurrence_key=key, reason=reason.strip(), by=by, at=now))

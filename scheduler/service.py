@@ -79,6 +79,6 @@ def run_service(app: App, offset: timedelta, interval_seconds: int = 60) -> None
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     log.info("督办服务已启动：渠道 %s；每 %d 秒检查一次；每日汇总 %s 发给 %s；进程 %s",
-             "、".join(c.label for c in channels), interval_seconds, s.digest_at, s.digest_to, worker)
+             "、".join(c.channel.label for c in channels), interval_seconds, s.digest_at, s.digest_to, worker)
     scheduler.start()
     log.info("督办服务已停止")

@@ -8,13 +8,11 @@ from datetime import datetime
 
 from sqlalchemy import Engine
 
-from notifications.channels.base import Channel
-
 from .db import session_scope
 from .digest import digest_renderer
 from .dispatch import Dispatched, Dispatcher
 from .materialize import Materializer, Planned
-from .routing import configured_channels
+from .routing import ConfiguredChannel, configured_channels
 from .settings import Settings
 from .store import load_people_groups
 
@@ -27,7 +25,7 @@ class TickResult:
     dispatched: Dispatched
 
 
-def tick(engine: Engine, settings: Settings, now: datetime, channels: list[Channel] | None = None,
+def tick(engine: Engine, settings: Settings, now: datetime, channels: list[ConfiguredChannel] | None = None,
          worker: str | None = None) -> TickResult:
     """Create occurrences and deliveries up to `now`, then claim, send and mark what is due."""
     with session_scope(engine) as s:

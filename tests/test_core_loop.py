@@ -417,7 +417,7 @@ def test_transient_failure_is_retried_after_backoff(duban, workdir, smtp):
     tick(duban, "2026-12-14T11:05")
     assert len(smtp.messages) == 1 and "月度工作报告" in smtp.messages[0].subject
     rows = attempts(workdir)
-    assert [(o, c) for _d, o, c in rows] == [("failed", None), ("sent", "email")]
+    assert [(o, c) for _d, o, c in rows] == [("failed", "email"), ("sent", "email")]  # each attempt names its channel
     assert rows[0][0] == rows[1][0]  # the same delivery
     tick(duban, "2026-12-14T13:00")
     assert len(smtp.messages) == 1

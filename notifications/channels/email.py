@@ -24,6 +24,9 @@ class EmailChannel:
 
     def __init__(self, host: str, port: int | None = None, user: str | None = None, password: str | None = None,
                  security: str = "ssl", sender: str | None = None, timeout: float = 30.0):
+        from ..redact import register_secret
+
+        register_secret(password)
         if security not in SECURITY:
             raise ValueError(f"DUBAN_SMTP_SECURITY 应为 ssl、starttls 或 none，不能是“{security}”")
         self.host, self.user, self._password, self.security = host, user, password, security
@@ -47,6 +50,8 @@ class EmailChannel:
         # stable per delivery: a resend after a crash is recognisable as the same message
         msg["Message-ID"] = f"<duban.{hashlib.sha1(message.key.encode()).hexdigest()[:20]}@{domain}>"
         msg.set_content(message.text)
+        if message.html:
+            msg.add_alternative(message.html, subtype="html")
         return msg
 
     def _connect(self) -> smtplib.SMTP:
