@@ -73,9 +73,9 @@ def init(no_pack: bool, now: str | None) -> None:
 
 
 def _safe_url(url: str) -> str:
-    from sqlalchemy.engine import make_url
+    from .db import safe_url
 
-    return make_url(url).render_as_string(hide_password=True)
+    return safe_url(url)
 
 
 # --- rules -----------------------------------------------------------------------------------
@@ -648,11 +648,36 @@ def digest(send: bool, now: str | None) -> None:
     say("每日汇总已发送。" if result.dispatched.sent.get("digest") else "每日汇总今天已经发送过，未重复发送。")
 
 
+@cli.command()
+@click.option("--send-test", is_flag=True, help="通过每个已配置的渠道给 DUBAN_DIGEST_TO 发一条测试消息。")
+@format_option
+@now_option
+def doctor(send_test: bool, fmt: str, now: str | None) -> None:
+    """检查设置、数据库、各渠道、日历覆盖和规则，逐项给出“正常”或怎么修。"""
+    from .doctor import ERROR, WARN, run_checks
+    from .output import print_json, say
+
+    app = _app(now)
+    checks = run_checks(app, send_test)
+    if fmt == "json":
+        print_json([c.as_dict() for c in checks])
+    else:
+        for c in checks:
+            say(f"[{c.level}] {c.area}：{c.text}")
+        errors = sum(c.level == ERROR for c in checks)
+        warnings = sum(c.level == WARN for c in checks)
+        say(f"\n共 {len(checks)} 项检查：{errors} 个错误，{warnings} 个警告。" if errors or warnings else "\n一切正常。")
+    if any(c.level == ERROR for c in checks):
+        click.get_current_context().exit(1)
+
+
 # --- entry point -----------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; every user error is one Chinese message on stderr and a non-zero exit code."""
     try:
-        cli.main(args=argv, prog_name="duban", standalone_mode=False)
+        code = cli.main(args=argv, prog_name="duban", standalone_mode=False)
+        if isinstance(code, int):
+            return code
     except DubanError as e:
         click.echo(f"错误：{e.message}", err=True)
         return e.exit_code

@@ -122,3 +122,13 @@ def _short(e: Exception) -> str:
     """The database's own reason, without SQL or parameters."""
     orig = getattr(e, "orig", None)
     return str(orig or e).strip().splitlines()[0][:200]
+
+
+def safe_url(url: str) -> str:
+    """The database URL without its password, for output."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - an unparsable URL is shown as a placeholder
+        return "（无法解析的 DUBAN_DATABASE_URL）"
