@@ -8,7 +8,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-KIND_NAMES = {"reminder": "提醒", "overdue": "逾期提醒", "escalation": "督办通知", "digest": "每日汇总"}
+KIND_NAMES = {"reminder": "提醒", "overdue": "逾期提醒", "escalation": "督办通知", "digest": "每日汇总",
+              "redate": "截止日期调整", "test": "测试消息"}
 TEMPLATES = Path(__file__).parent / "templates"
 
 

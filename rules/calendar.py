@@ -13,7 +13,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date
 
 LIBRARY_SOURCE = "holidays 程序库"
 
@@ -156,15 +156,43 @@ class WorkCalendar:
         return self._workdays[bisect.bisect_left(self._workdays, first):bisect.bisect_right(self._workdays, last)]
 
     def year_table(self, year: int) -> tuple[list[date], list[date]]:
-        """(days off that are weekdays or holidays, adjusted working weekends) of one year."""
+        """(days off, adjusted working weekends) of one year, as a notice lists them.
+
+        Days off are the holiday periods: for an imported year, the days it lists plus any weekday
+        off; otherwise each run of consecutive rest days that holds a weekday off (the weekend days
+        inside a holiday period count, an ordinary weekend does not).
+        """
         self.ensure(year, year)
-        off, worked = [], []
-        d = date(year, 1, 1)
-        while d.year == year:
-            w = self.is_workday(d)
-            if d.weekday() >= 5 and w:
-                worked.append(d)
-            elif d.weekday() < 5 and not w:
-                off.append(d)
-            d += timedelta(days=1)
+        first, last = date(year, 1, 1).toordinal(), date(year, 12, 31).toordinal()
+        rest = [not self.is_workday_ordinal(o) for o in range(first - 10, last + 11)]
+        weekend = [date.fromordinal(o).weekday() >= 5 for o in range(first - 10, last + 11)]
+        worked = [date.fromordinal(first + i) for i in range(last - first + 1)
+                  if weekend[i + 10] and not rest[i + 10]]
+        override = self.overrides.get(year)
+        if override is not None:
+            off = {d for d in override.holidays if d.year == year}
+            off |= {date.fromordinal(first + i) for i in range(last - first + 1) if rest[i + 10] and not weekend[i + 10]}
+            return sorted(off), worked
+        off: list[date] = []
+        i = 0
+        n = len(rest)
+        while i < n:
+            if not rest[i]:
+                i += 1
+                continue
+            j = i
+            while j < n and rest[j]:
+                j += 1
+            if any(not weekend[k] for k in range(i, j)):
+                off.extend(date.fromordinal(first - 10 + k) for k in range(i, j) if first <= first - 10 + k <= last)
+            i = j
         return off, worked
+
+    def fingerprint(self, year: int) -> str:
+        """A digest of the year's working days: it changes when the year's arrangement changes."""
+        import hashlib
+
+        self.ensure(year, year)
+        first = date(year, 1, 1).toordinal() - self._base
+        last = date(year, 12, 31).toordinal() - self._base
+        return hashlib.sha256(bytes(self._work[first:last + 1])).hexdigest()[:16]

@@ -25,6 +25,7 @@ class Event:
     type: str
     date: date
     title: str | None = None
+    recorded_on: date | None = None  # the duty opens when the event is recorded, if that is earlier
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +163,8 @@ class Planner:
             base = rule.offset.apply(day, self.cal)
             due = self.move(base, rule.if_holiday)
             if lo <= due <= hi:
-                self._emit(rule, f"event-{e.id}", min(day, due), min(day, base), due, out, e.id)
+                opens = min(day, due, e.recorded_on.toordinal() if e.recorded_on else day)
+                self._emit(rule, f"event-{e.id}", opens, min(day, base), due, out, e.id)
 
     def _plan_window(self, rule: Rule, first: date, last: date, out: list[Occurrence]) -> None:
         opens, base = rule.window[0].toordinal(), rule.window[1].toordinal()

@@ -344,9 +344,9 @@ def preview(rules_file, rule_ids, from_, to, events, calendar_files, fmt, now) -
 
     列出截止日落在 --from 与 --to 之间的事项。"""
     from rules.calendar import WorkCalendar
-    from rules.calendar_file import load_calendar_file
     from rules.planner import Event, Planner
 
+    from .calendar_import import read_arrangement
     from .clock import parse_date
     from .output import print_json, print_table, reminder_text
     from .store import load_calendar, load_events, load_ruleset
@@ -374,7 +374,7 @@ def preview(rules_file, rule_ids, from_, to, events, calendar_files, fmt, now) -
     if calendar_files:
         overrides = dict(cal.overrides)
         for path in calendar_files:
-            o = load_calendar_file(path)
+            o, _text = read_arrangement(path)
             overrides[o.year] = o
         cal = WorkCalendar(overrides.values())
     chosen = rs.rules
@@ -410,9 +410,10 @@ def calendar() -> None:
 @format_option
 @now_option
 def calendar_show(year: int, fmt: str, now: str | None) -> None:
-    """显示某年的放假日和调休上班日。"""
+    """逐月显示某年的放假日（休）和调休上班日（班），以及是官方安排还是暂定。"""
     from rules.calendar import WorkCalendar
 
+    from .calendar_import import render_year
     from .output import print_json, say
     from .store import load_calendar
 
@@ -422,45 +423,42 @@ def calendar_show(year: int, fmt: str, now: str | None) -> None:
             cal = load_calendar(s)
     else:
         cal = WorkCalendar()
-    off, worked = cal.year_table(year)
-    official = not cal.is_provisional(year)
     if fmt == "json":
-        print_json({"year": year, "official": official, "source": cal.year_source(year),
+        off, worked = cal.year_table(year)
+        print_json({"year": year, "official": not cal.is_provisional(year), "source": cal.year_source(year),
                     "holidays": [d.isoformat() for d in off], "workdays": [d.isoformat() for d in worked]})
         return
-    say(f"{year} 年工作日日历：{'官方安排' if official else '暂定（尚无官方安排）'}，来源：{cal.year_source(year)}")
-    say("放假（周一至周五休息）：" + ("、".join(d.strftime("%m-%d") for d in off) or "无"))
-    say("调休上班（周末上班）：" + ("、".join(d.strftime("%m-%d") for d in worked) or "无"))
+    say(render_year(cal, year))
 
 
 @calendar.command("import")
 @click.argument("file", metavar="文件")
 @now_option
 def calendar_import(file: str, now: str | None) -> None:
-    """导入某一年的放假安排（YAML：year、source、holidays、workdays），它优先于程序库。"""
-    from rules.calendar_file import load_calendar_file
-
-    from .models import CalendarYearRow
+    """导入某一年的放假安排：国务院办公厅通知原文（.txt）或 YAML 文件。导入的年份优先于程序库，
+    依赖它的未办结事项会重新计算截止日期，并通知负责人。"""
+    from .calendar_import import import_year, read_arrangement
     from .output import say
 
     app = _app(now)
-    o = load_calendar_file(file)
-    with open(file, encoding="utf-8-sig") as f:
-        text = f.read()
+    o, text = read_arrangement(file)
     with app.session() as s:
-        row = s.get(CalendarYearRow, o.year)
-        holidays = sorted(d.isoformat() for d in o.holidays)
-        workdays = sorted(d.isoformat() for d in o.workdays)
-        if row is not None and row.holidays == holidays and row.workdays == workdays and row.source == o.source:
-            say(f"{o.year} 年的安排与已导入的相同，未做更改。")
-            return
-        row = row or CalendarYearRow(year=o.year)
-        row.source, row.holidays, row.workdays, row.text, row.imported_at = o.source, holidays, workdays, text, app.now
-        s.add(row)
-        from .state import bump_config
-
-        bump_config(s)
-    say(f"已导入 {o.year} 年放假安排（{o.source}）：放假 {len(holidays)} 天，调休上班 {len(workdays)} 天。")
+        result = import_year(s, o, text, app.now, app.settings.tz)
+    if not result.changed:
+        say(f"{o.year} 年的安排与已导入的相同，未做更改。")
+        return
+    off = len(o.holidays)
+    say(f"已导入 {o.year} 年放假安排（{o.source}）：放假 {off} 天，调休上班 {len(o.workdays)} 天"
+        f"（{'、'.join(d.strftime('%-m月%-d日') for d in sorted(o.workdays)) or '无'}）。")
+    shifts = result.redated.shifts if result.redated else []
+    if shifts:
+        say(f"{len(shifts)} 项未办结事项的截止日期已调整，负责人会收到通知：")
+        for sh in shifts:
+            say(f"  {sh.key}：{sh.old_due} → {sh.new_due}")
+    else:
+        say("没有未办结事项的截止日期需要调整。")
+    if result.redated and result.redated.unflagged:
+        say(f"{result.redated.unflagged} 项事项的日期不变，不再是暂定日期。")
 
 
 # --- events, completions, status ------------------------------------------------------------

@@ -14,7 +14,7 @@ from rules.calendar import WorkCalendar
 
 from .channel_state import disabled_channels
 from .materialize import epoch, insert_ignore
-from .models import CompletionRow, DeliveryRow, OccurrenceRow
+from .models import CompletionRow, DeliveryRow, OccurrenceRow, RuleChangeRow
 from .occurrences import status_rows
 from .routing import recipient
 from .store import load_calendar, load_people_groups
@@ -39,6 +39,12 @@ def digest_context(s: Session, now: datetime, tz: ZoneInfo | None = None) -> dic
         .order_by(CompletionRow.at)).all()
     completions = [{"title": title, "by": c.by, "note": c.note,
                     "at": c.at.astimezone(tz or now.tzinfo).strftime("%m-%d %H:%M")} for c, title in done]
+    shifts = s.scalars(select(RuleChangeRow).where(RuleChangeRow.action == "redated", RuleChangeRow.at > since)
+                       .order_by(RuleChangeRow.at)).all()
+    titles = dict(s.execute(select(OccurrenceRow.key, OccurrenceRow.title).where(
+        OccurrenceRow.key.in_([c.after["key"] for c in shifts]))).all()) if shifts else {}
+    redated = [{"title": titles.get(c.after["key"], c.after["key"]), "old": c.before["due"], "new": c.after["due"],
+                "why": c.origin} for c in shifts]
     dead = s.scalars(select(DeliveryRow).where(DeliveryRow.status == "dead").order_by(DeliveryRow.id.desc()).limit(20))
     failures = [f"{KIND_NAMES.get(d.kind, d.kind)} → {d.recipient}（{d.occurrence_key or d.slot}）：{d.last_error}"
                 for d in dead]
@@ -49,7 +55,7 @@ def digest_context(s: Session, now: datetime, tz: ZoneInfo | None = None) -> dic
     return {"today": today, "overdue": [named(r) for r in rows if r["state"] == "overdue"],
             "due_soon": [named(r) for r in rows if r["state"] == "due-soon"],
             "progress": [named(r) for r in rows if r["quota"] > 1 and r["state"] not in ("overdue", "due-soon")],
-            "completions": completions, "failures": failures, "warnings": warnings}
+            "completions": completions, "failures": failures, "warnings": warnings, "redated": redated}
 
 
 def calendar_warnings(cal: WorkCalendar, today: date) -> list[str]:

@@ -16,7 +16,7 @@ import random
 import socket
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, select, text, update
@@ -168,9 +168,12 @@ class Dispatcher:
             rule = s.get(RuleRow, occ.rule_id)
             if rule is None or not rule.enabled:
                 return "规则已停用"
-            if d.kind == "reminder" and now.astimezone(self.tz).date() > occ.due:
+            today = now.astimezone(self.tz).date()
+            if d.kind == "reminder" and today > occ.due:
                 return "已逾期，改发逾期提醒"
-        if d.kind == "escalation":
+            if d.kind in ("overdue", "escalation") and today <= occ.due:
+                return "截止日期已调整，尚未逾期"
+        if d.kind in ("escalation", "redate"):
             return None
         # a later message of the same kind to the same person, also due now, says it all
         later = s.scalar(select(DeliveryRow.id).where(
@@ -193,6 +196,9 @@ class Dispatcher:
                        days_left=(occ.due - today).days, days_overdue=max((today - occ.due).days, 0),
                        owner_name=owner.name if owner else (occ.owner or "未指定"),
                        required_by=today + timedelta(days=3))
+            if d.kind == "redate":
+                old, _sep, new = d.slot.partition(">")
+                ctx.update(old_due=date.fromisoformat(old), new_due=date.fromisoformat(new))
         return render(d.kind, {**ctx, "person": person}, d.key, self.template_dir)
 
     # --- pacing ------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from .state import CONFIG_VERSION, get_state, set_state
 from .store import load_calendar, load_events, load_ruleset
 
 LOOKBACK = timedelta(days=400)  # how far back a returning service still creates missed occurrences
+HORIZON = timedelta(days=45)  # occurrences due this soon are stored (and shown) even before they open
 MARKER = "materialized"
 
 
@@ -85,6 +86,9 @@ class Materializer:
     def run(self, force: bool = False) -> Planned:
         if not force and not self.needed():
             return Planned()
+        from .redate import check_library_calendar  # here: redate builds on this module
+
+        check_library_calendar(self.s, self.now, self.tz)
         version = get_state(self.s, CONFIG_VERSION, 0)
         rs = load_ruleset(self.s, only_enabled=True)
         cal = load_calendar(self.s)
@@ -96,22 +100,22 @@ class Materializer:
     # --- occurrences and their reminders -----------------------------------------------------
     def occurrences(self, rs: RuleSet, cal: WorkCalendar) -> Planned:
         added = {r.id: r.added_on for r in self.s.scalars(select(RuleRow))}
-        events = load_events(self.s)
+        events = load_events(self.s, self.tz)
         planner = Planner(cal, rs.groups)
         by_window: dict[tuple[date, date], list[Rule]] = {}
         for rule in rs.rules:
             start = effective_start(rule, added.get(rule.id, self.today))
             first = max(start, self.today - LOOKBACK)
-            last = self.today + timedelta(days=_lead_days(rule))
+            last = self.today + max(timedelta(days=_lead_days(rule)), HORIZON)
             by_window.setdefault((first, last), []).append(dataclasses.replace(rule, start=start))
         rules = {r.id: r for r in rs.rules}
         occ_rows, reminder_rows = [], []
         for (first, last), group in by_window.items():
             for o in planner.plan(group, first, last, events):
                 rule = rules[o.rule]
-                active_from = min([o.opens, *o.reminder_days])
-                if active_from > self.today:
-                    continue  # not yet open and no reminder yet: created on a later day
+                active_from = min([o.opens, *o.reminder_days, o.due - HORIZON])
+                if active_from > self.today and o.event_id is None:
+                    continue  # not yet open, no reminder yet, not due soon: created on a later day
                 occ_rows.append(dict(key=o.key, rule_id=o.rule, title=rule.title, period=o.period, owner=o.owner,
                                      opens=o.opens, due=o.due, quota=o.quota, provisional=o.provisional,
                                      event_id=o.event_id if isinstance(o.event_id, int) else None, state="open",

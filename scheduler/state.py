@@ -17,11 +17,16 @@ def get_state(session: Session, key: str, default: Any = None) -> Any:
 
 
 def set_state(session: Session, key: str, value: Any) -> None:
-    row = session.get(StateRow, key)
-    if row is None:
-        session.add(StateRow(key=key, value=value))
+    """Upsert: two processes setting the same new key at once must not collide."""
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
     else:
-        row.value = value
+        from sqlalchemy.dialects.sqlite import insert
+    stmt = insert(StateRow).values(key=key, value=value)
+    session.execute(stmt.on_conflict_do_update(index_elements=[StateRow.key], set_={"value": stmt.excluded.value}))
+    for obj in list(session.identity_map.values()):
+        if isinstance(obj, StateRow) and obj.key == key:
+            session.expire(obj)  # a row loaded before now no longer says what the table holds
 
 
 def bump_config(session: Session) -> None:

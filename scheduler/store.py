@@ -133,8 +133,9 @@ def export_document(session: Session) -> dict[str, Any]:
 
 
 # --- events ------------------------------------------------------------------------------------
-def load_events(session: Session) -> list[Event]:
-    return [Event(e.id, e.type, e.date, e.title) for e in session.scalars(select(EventRow).order_by(EventRow.id))]
+def load_events(session: Session, tz=None) -> list[Event]:
+    return [Event(e.id, e.type, e.date, e.title, e.recorded_at.astimezone(tz).date() if tz else e.recorded_at.date())
+            for e in session.scalars(select(EventRow).order_by(EventRow.id))]
 
 
 # --- calendar ----------------------------------------------------------------------------------

@@ -81,8 +81,10 @@ def test_2026_adjusted_weekends_are_worked(day):
 
 
 def test_2026_has_exactly_these_exceptions():
+    """The year as the notice lists it: each holiday period whole (its weekend days included)."""
     off, worked = CAL.year_table(2026)
-    assert set(off) == {d for d in OFF_2026 if d.weekday() < 5}
+    # the notice: 端午节 6月19日至21日、中秋节 9月25日至27日放假，共3天 (Friday + the weekend)
+    assert set(off) == set(OFF_2026) | {D("2026-06-20"), D("2026-06-21"), D("2026-09-26"), D("2026-09-27")}
     assert worked == [D(d) for d in WORKED_WEEKENDS_2026]
 
 
