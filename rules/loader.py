@@ -259,9 +259,9 @@ def parse_rule_text(text: str, filename: str, *, known_people: Mapping[str, Pers
                                         line=line_of(lines, ("people", pid)), key=f"people.{pid}"))
         people[str(pid)] = Person(str(pid), p.name, p.email, p.wecom, p.mobile)
     for gid, members in top.groups.items():
-        where = dict(file=filename, line=line_of(lines, ("groups", gid)), key=f"groups.{gid}")
         if str(gid) in top.people:
-            errors.append(RuleFileError(f"组 id“{gid}”与人员 id 重名，请改名", **where))
+            errors.append(RuleFileError(f"组 id“{gid}”与人员 id 重名，请改名", file=filename,
+                                        line=line_of(lines, ("groups", gid)), key=f"groups.{gid}"))
         undefined = [m for m in members if m not in people and m not in top.people]
         for member in undefined:  # a member without contacts: accepted, reminders only reach the log
             people[member] = Person(member, member)
@@ -271,18 +271,19 @@ def parse_rule_text(text: str, filename: str, *, known_people: Mapping[str, Pers
         groups[str(gid)] = tuple(members)
     ctx = RuleContext(people, groups, top.defaults, top.timezone)
     rules: list[Rule] = []
-    first_line: dict[str, int | None] = {}
+    first_index: dict[str, int] = {}  # where each id first appeared (its line is looked up only on error)
     for i, raw in enumerate(top.rules):
         try:
             rule = compile_rule(raw, ctx, filename=filename, lines=lines, prefix=("rules", i))
         except RuleFileErrors as e:
             errors.extend(e.errors)
             continue
-        if rule.id in first_line:
-            errors.append(RuleFileError(f"规则 id“{rule.id}”重复（第一次出现在第 {first_line[rule.id]} 行），每条规则的 id 必须唯一",
+        if rule.id in first_index:
+            first = line_of(lines, ("rules", first_index[rule.id], "id"))
+            errors.append(RuleFileError(f"规则 id“{rule.id}”重复（第一次出现在第 {first} 行），每条规则的 id 必须唯一",
                                         file=filename, line=line_of(lines, ("rules", i, "id")), key="id", rule=rule.id))
             continue
-        first_line[rule.id] = line_of(lines, ("rules", i, "id"))
+        first_index[rule.id] = i
         rules.append(rule)
     if errors:
         raise RuleFileErrors(errors)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from operator import attrgetter
 
 from .calendar import WorkCalendar
 from .model import Rule
@@ -28,7 +29,7 @@ class Event:
     recorded_on: date | None = None  # the duty opens when the event is recorded, if that is earlier
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: planning makes ~10^5 of these and frozen init is slow
 class Occurrence:
     """One time a duty falls due: `RULE@PERIOD`, its window, due date and reminder days."""
 
@@ -62,6 +63,7 @@ class Planner:
         self._dues: dict[tuple, list[tuple[Period, int, int]]] = {}
         self._reminders: dict[tuple, tuple[date, ...]] = {}
         self._prov: dict[int, bool] = {}
+        self._slots: dict[tuple, list[tuple]] = {}
 
     # --- shared pieces ----------------------------------------------------------------------
     def _provisional(self, lo: int, hi: int) -> bool:
@@ -128,7 +130,7 @@ class Planner:
                 self._plan_events(rule, by_type.get(rule.event, ()), first, last, out)
             else:
                 self._plan_window(rule, first, last, out)
-        out.sort(key=lambda o: (o.due, o.key))
+        out.sort(key=attrgetter("due", "key"))
         return out
 
     def _emit(self, rule: Rule, period: str, opens: int, base: int, due: int, out: list[Occurrence],
@@ -146,12 +148,34 @@ class Planner:
             out.append(Occurrence(rule.id, f"{rule.id}@{period}", period, opens_d, due_d, rule.quota,
                                   rule.owner, reminders, rule.at, prov, event_id))
 
+    def _periodic_slots(self, rule: Rule, first: date, last: date) -> list[tuple]:
+        """What every rule with the same schedule shares: per period its label, opening, due date,
+        reminder days and provisional flag (computed once, reused by each such rule)."""
+        k = (rule.every, rule.due, rule.if_holiday, rule.remind, first, last)
+        slots = self._slots.get(k)
+        if slots is None:
+            slots = []
+            for p, base, due in self._due_dates(rule, first, last):
+                reminders = self.reminder_days(rule, due)
+                opens = min(p.first, due)
+                lo = min(opens, base, reminders[0].toordinal() if reminders else due)
+                slots.append((p.label, date.fromordinal(opens), date.fromordinal(due), due, reminders,
+                              self._provisional(lo, max(base, due))))
+            self._slots[k] = slots
+        return slots
+
     def _plan_periodic(self, rule: Rule, first: date, last: date, out: list[Occurrence]) -> None:
         start = rule.start.toordinal() if rule.start else None
-        for p, base, due in self._due_dates(rule, first, last):
+        rid, quota, at = rule.id, rule.quota, rule.at
+        members = self.groups.get(rule.for_each, ()) if rule.for_each else None
+        for label, opens, due_d, due, reminders, prov in self._periodic_slots(rule, first, last):
             if start is not None and due < start:
                 continue  # a rule makes nothing before its start
-            self._emit(rule, p.label, min(p.first, due), base, due, out)
+            if members is None:
+                out.append(Occurrence(rid, f"{rid}@{label}", label, opens, due_d, quota, rule.owner, reminders, at, prov))
+            else:
+                for m in members:
+                    out.append(Occurrence(rid, f"{rid}@{label}/{m}", label, opens, due_d, quota, m, reminders, at, prov))
 
     def _plan_events(self, rule: Rule, events: Iterable[Event], first: date, last: date,
                      out: list[Occurrence]) -> None:
