@@ -14,6 +14,7 @@ import logging
 import os
 import random
 import socket
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -36,8 +37,8 @@ from .routing import ConfiguredChannel, channels_for, recipient
 
 log = logging.getLogger("duban.dispatch")
 
-LEASE_SECONDS = 300  # longer than any channel's timeout
-BATCH = 50
+LEASE_SECONDS = 60  # renewed before each send; longer than any channel's timeout (SMTP 30 s)
+BATCH = 20
 MAX_ATTEMPTS = 8
 BACKOFF_BASE, BACKOFF_CAP = 60, 3600
 
@@ -72,8 +73,9 @@ def _active():
 
 class Dispatcher:
     def __init__(self, engine: Engine, channels: list[ConfiguredChannel], tz: ZoneInfo, *, worker: str | None = None,
-                 template_dir: str | None = None, digest_renderer=None):
+                 template_dir: str | None = None, digest_renderer=None, lease_seconds: int = LEASE_SECONDS):
         self.engine, self.configured, self.tz = engine, channels, tz
+        self.lease = lease_seconds
         self.worker = worker or worker_id()
         self.template_dir = template_dir
         self.digest_renderer = digest_renderer  # (session, delivery, now) -> template context
@@ -83,7 +85,7 @@ class Dispatcher:
         with session_scope(self.engine) as s:
             q = (select(DeliveryRow.id).where(DeliveryRow.due_at <= now_ts).where(_active())
                  .order_by(DeliveryRow.due_at, DeliveryRow.id).limit(limit))
-            lease = dict(status="sending", lease_owner=self.worker, due_at=now_ts + LEASE_SECONDS,
+            lease = dict(status="sending", lease_owner=self.worker, due_at=now_ts + self.lease,
                          attempts=DeliveryRow.attempts + 1)
             if s.get_bind().dialect.name == "postgresql":
                 ids = list(s.scalars(q.with_for_update(skip_locked=True)))
@@ -102,6 +104,9 @@ class Dispatcher:
     def run(self, now: datetime, people: dict[str, Person], max_batches: int = 1000) -> Dispatched:
         result = Dispatched()
         now_ts = int(now.timestamp())
+        started = time.monotonic()
+        # `now` may be injected; leases still have to follow the time that really passes while sending
+        self._clock = lambda: now_ts + int(time.monotonic() - started)
         with session_scope(self.engine) as s:
             blocked = disabled_channels(s)
         self.channels: list[Channel] = [c.channel for c in self.configured
@@ -117,6 +122,10 @@ class Dispatcher:
     def _one(self, did: int, now: datetime, now_ts: int, people: dict[str, Person], result: Dispatched) -> None:
         with session_scope(self.engine) as s:
             d = s.get(DeliveryRow, did)
+            if d.lease_owner != self.worker or d.status != "sending":
+                result.lost_lease += 1  # our claim lapsed while earlier sends of the batch ran
+                return
+            d.due_at = self._clock() + self.lease  # renew the lease for this send
             reason = self._skip_reason(s, d, now)
             if reason:
                 s.add(AttemptRow(delivery_id=d.id, worker=self.worker, started_at=now, finished_at=now,

@@ -10,7 +10,7 @@ from sqlalchemy import Engine
 
 from .db import session_scope
 from .digest import digest_renderer
-from .dispatch import Dispatched, Dispatcher
+from .dispatch import LEASE_SECONDS, Dispatched, Dispatcher
 from .materialize import Materializer, Planned
 from .routing import ConfiguredChannel, configured_channels
 from .settings import Settings
@@ -34,5 +34,6 @@ def tick(engine: Engine, settings: Settings, now: datetime, channels: list[Confi
     if planned.occurrences or planned.deliveries:
         log.info("计划：新建事项 %d 项，新建待发消息 %d 条", planned.occurrences, planned.deliveries)
     dispatcher = Dispatcher(engine, channels or configured_channels(settings), settings.tz, worker=worker,
-                            template_dir=settings.get("DUBAN_TEMPLATE_DIR"), digest_renderer=digest_renderer)
+                            template_dir=settings.get("DUBAN_TEMPLATE_DIR"), digest_renderer=digest_renderer,
+                            lease_seconds=int(settings.get("DUBAN_LEASE_SECONDS", str(LEASE_SECONDS))))
     return TickResult(planned, dispatcher.run(now, people))

@@ -79,11 +79,11 @@ def test_a_crash_between_send_and_mark_resends_after_the_lease_not_before(db_url
     assert (status, attempts) == ("sending", 1)
     assert outcomes == ["sending"]  # the attempt is visible even though its end was never written
 
-    # within the lease nobody resends (the first sender might still be alive)
-    assert run_process("tick", "--now", "2026-12-14T09:06", env=env, cwd=workdir).code == 0
+    # within the lease (60 s) nobody resends: the first sender might still be alive
+    assert run_process("tick", "--now", "2026-12-14T09:05:30", env=env, cwd=workdir).code == 0
     assert len(smtp.messages) == 1
     # after the lease another tick takes it over: sent again, with the same Message-ID
-    r = run_process("tick", "--now", "2026-12-14T09:11", env=env, cwd=workdir)
+    r = run_process("tick", "--now", "2026-12-14T09:07", env=env, cwd=workdir)
     assert r.code == 0, r.err
     assert len(smtp.messages) == 2
     assert smtp.messages[0].message["Message-ID"] == smtp.messages[1].message["Message-ID"]
