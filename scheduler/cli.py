@@ -744,6 +744,23 @@ def history(rule_id: str | None, fmt: str, now: str | None) -> None:
                 empty=f"{title}：暂无。")
 
 
+@cli.command()
+@click.option("--out", required=True, metavar="文件", help="备份写到这个文件（不能已存在）。")
+@now_option
+def backup(out: str, now: str | None) -> None:
+    """备份 SQLite 数据库（服务运行时也可以安全备份）。PostgreSQL 请用 pg_dump。"""
+    from .db import backup_sqlite, require_schema
+    from .output import say
+
+    app = _app(now)
+    if not app.settings.database_url.startswith("sqlite"):
+        raise DubanError("PostgreSQL 数据库请用 pg_dump 备份，例如：pg_dump -Fc -d 库名 -f duban.dump；"
+                         "恢复：pg_restore -d 库名 duban.dump")
+    require_schema(app.engine)
+    size = backup_sqlite(app.engine, out)
+    say(f"已备份到 {out}（{size / 1024:.0f} KB）。恢复：停止服务，用它替换 DUBAN_DATABASE_URL 指向的文件，再启动。")
+
+
 # --- entry point -----------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; every user error is one Chinese message on stderr and a non-zero exit code."""

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -96,8 +96,13 @@ def upgrade(engine: Engine) -> tuple[str | None, str]:
     from alembic import command
 
     try:
-        before = current_revision(engine)
         with engine.begin() as conn:
+            if engine.dialect.name == "postgresql":
+                # several instances starting at once: one migrates, the others wait and find it done
+                conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('duban-migrations'))"))
+            from alembic.runtime.migration import MigrationContext
+
+            before = MigrationContext.configure(conn).get_current_revision()
             command.upgrade(_alembic_config(conn), "head")
         return before, head_revision()
     except OperationalError as e:
@@ -132,3 +137,26 @@ def safe_url(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:  # noqa: BLE001 - an unparsable URL is shown as a placeholder
         return "（无法解析的 DUBAN_DATABASE_URL）"
+
+
+def backup_sqlite(engine: Engine, out: str) -> int:
+    """Copy a live SQLite database with SQLite's online backup API (safe while the service runs).
+    Returns the size of the copy in bytes."""
+    import sqlite3
+
+    src_path = engine.url.database
+    if os.path.exists(out):
+        raise DubanError(f"{out} 已存在：请换一个文件名，或先删除它")
+    src = sqlite3.connect(src_path, timeout=30)
+    try:
+        fd = os.open(out, os.O_CREAT | os.O_WRONLY | os.O_EXCL, 0o600)  # the copy holds personal data
+        os.close(fd)
+        dst = sqlite3.connect(out)
+        try:
+            with dst:
+                src.backup(dst)
+        finally:
+            dst.close()
+    finally:
+        src.close()
+    return os.path.getsize(out)
