@@ -591,11 +591,9 @@ def status(show_all: bool, fmt: str, now: str | None) -> None:
 def tick_cmd(now: str | None) -> None:
     """执行一次调度：生成到期事项，发送到期的提醒，重试失败的消息。"""
     from .output import say
-    from .service import setup_logging
     from .tick import tick
 
     app = _app(now)
-    setup_logging(app.settings.get("DUBAN_LOG_LEVEL", "WARNING"))
     from .db import require_schema
 
     require_schema(app.engine)
@@ -606,6 +604,8 @@ def tick_cmd(now: str | None) -> None:
     sent = "、".join(f"{KIND_NAMES.get(k, k)} {n} 条" for k, n in sorted(d.sent.items())) or "无"
     say(f"{app.now:%Y-%m-%d %H:%M} 调度完成：新建事项 {result.planned.occurrences} 项；发送 {sent}；"
         f"跳过 {d.skipped} 条；待重试 {d.retrying} 条；放弃 {d.dead} 条。")
+    if d.disabled:
+        say(f"注意：渠道 {'、'.join(d.disabled)} 因设置错误已停用，消息改由其他渠道发送。运行 duban doctor 查看原因。")
 
 
 @cli.command()
@@ -616,10 +616,9 @@ def run(interval: int, now: str | None) -> None:
     from datetime import datetime
 
     from .db import require_schema
-    from .service import run_service, setup_logging
+    from .service import run_service
 
     app = _app(now)
-    setup_logging(app.settings.get("DUBAN_LOG_LEVEL", "INFO"))
     require_schema(app.engine)
     offset = app.now - datetime.now(app.settings.tz) if now else timedelta(0)
     run_service(app, offset, interval)
@@ -764,6 +763,17 @@ def backup(out: str, now: str | None) -> None:
 # --- entry point -----------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; every user error is one Chinese message on stderr and a non-zero exit code."""
+    import os
+
+    from dotenv import find_dotenv, load_dotenv
+
+    from .logs import setup_logging
+
+    dotenv_path = find_dotenv(usecwd=True)  # DUBAN_LOG_LEVEL may be set there
+    if dotenv_path:
+        load_dotenv(dotenv_path, override=False)
+    # every command logs warnings (failed sends…) to stderr, redacted; `run` logs INFO by default
+    setup_logging(os.environ.get("DUBAN_LOG_LEVEL") or ("INFO" if argv_has_run(argv) else "WARNING"))
     try:
         code = cli.main(args=argv, prog_name="duban", standalone_mode=False)
         if isinstance(code, int):
@@ -795,6 +805,11 @@ def main(argv: list[str] | None = None) -> int:
                        "设置 DUBAN_LOG_LEVEL=DEBUG 后重试可看到详细信息，请报告给维护者。", err=True)
         return 1
     return 0
+
+
+def argv_has_run(argv: list[str] | None) -> bool:
+    args = sys.argv[1:] if argv is None else argv
+    return bool(args) and args[0] == "run"
 
 
 def console_main() -> None:

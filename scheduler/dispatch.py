@@ -23,13 +23,12 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Engine, select, text, update
 from sqlalchemy.orm import Session
 
-from notifications.channels.base import Channel, ChannelError, SendResult
-from notifications.channels.wecom_common import ChannelDisabled
+from notifications.channels.base import Channel, ChannelDisabled, ChannelError, SendResult
 from notifications.message import KIND_NAMES, Message, Recipient, render
 from notifications.redact import redact
 from rules.model import Person
 
-from .channel_state import disable_channel, disabled_channels
+from .channel_state import clear_stale, disable_channel, disabled_channels
 from .db import session_scope
 from .models import ACTIVE, AttemptRow, DeliveryRow, OccurrenceRow, RuleRow
 from .pacing import reserve
@@ -108,7 +107,10 @@ class Dispatcher:
         # `now` may be injected; leases still have to follow the time that really passes while sending
         self._clock = lambda: now_ts + int(time.monotonic() - started)
         with session_scope(self.engine) as s:
+            lifted = clear_stale(s, {c.channel.name: c.fingerprint for c in self.configured})
             blocked = disabled_channels(s)
+        for name in lifted:
+            log.info("渠道 %s 的设置已修改，恢复使用", name)
         self.channels: list[Channel] = [c.channel for c in self.configured
                                         if blocked.get(c.channel.name, {}).get("fingerprint") != c.fingerprint]
         for _ in range(max_batches):
@@ -215,7 +217,7 @@ class Dispatcher:
         buckets = []
         if getattr(channel, "rate_limit", None):
             limit, window = channel.rate_limit
-            buckets.append((channel.name, min(channel.posts_needed(message), limit), limit, window))
+            buckets.append((channel.name, min(channel.posts_needed(message, person), limit), limit, window))
         if getattr(channel, "rate_limit_per_person", None) and person.wecom:
             limit, window = channel.rate_limit_per_person
             buckets.append((f"{channel.name}:{person.wecom}", 1, limit, window))

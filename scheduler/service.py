@@ -18,11 +18,6 @@ from .tick import tick
 log = logging.getLogger("duban.service")
 
 
-def setup_logging(level: str | None) -> None:
-    logging.basicConfig(level=(level or "INFO").upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
-
-
 def make_clock(app: App, offset: timedelta) -> Callable[[], datetime]:
     """Wall-clock time shifted by `offset` (non-zero when `--now` starts the service at another time)."""
     return lambda: datetime.now(app.settings.tz) + offset

@@ -114,3 +114,59 @@ def smtp(monkeypatch, workdir):
         monkeypatch.setenv(k, v)
     yield server
     server.stop()
+
+
+class FakeClock:
+    """The fake WeCom server's clock: set to the `--now` of each tick, so its rate limits and token
+    lifetimes follow the injected time (never the wall clock)."""
+
+    def __init__(self, now: float = 1_767_225_600.0):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class WeComFake:
+    """The loopback fake WeCom (tests/wecom_server.py) plus helpers that put its settings in the
+    environment of `duban` calls; attributes of the server (robot_messages, requests_log, …) pass through."""
+
+    def __init__(self, server, clock: FakeClock, monkeypatch):
+        self.server, self.clock, self._mp = server, clock, monkeypatch
+
+    def __getattr__(self, name):
+        return getattr(self.server, name)
+
+    def use_robot(self, key: str | None = None) -> None:
+        """Send through the group robot; `key` defaults to the one the fake accepts."""
+        self._mp.setenv("DUBAN_WECOM_API_BASE", self.server.base_url)
+        self._mp.setenv("DUBAN_WECOM_ROBOT_KEY", self.server.robot_key if key is None else key)
+
+    def use_app(self, secret: str | None = None, agent_id: str | None = None) -> None:
+        """Send application messages; `secret` defaults to the one the fake accepts."""
+        self._mp.setenv("DUBAN_WECOM_API_BASE", self.server.base_url)
+        self._mp.setenv("DUBAN_WECOM_CORP_ID", self.server.corp_id)
+        self._mp.setenv("DUBAN_WECOM_CORP_SECRET", self.server.corp_secret if secret is None else secret)
+        self._mp.setenv("DUBAN_WECOM_AGENT_ID", str(self.server.agent_id if agent_id is None else agent_id))
+
+    def at(self, now: str) -> None:
+        """Set the fake's clock to `now`, written as for `--now` (local time, Asia/Shanghai)."""
+        from zoneinfo import ZoneInfo
+
+        from scheduler.clock import parse_now
+
+        self.clock.now = parse_now(now, ZoneInfo("Asia/Shanghai")).timestamp()
+
+
+@pytest.fixture
+def wecom(monkeypatch, workdir):
+    """A loopback fake WeCom with an injected clock; call `use_robot()` / `use_app()` to configure duban."""
+    from wecom_server import WeComServer
+
+    clock = FakeClock()
+    server = WeComServer(clock=clock).start()
+    yield WeComFake(server, clock, monkeypatch)
+    server.stop()

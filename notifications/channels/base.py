@@ -18,6 +18,14 @@ class ChannelError(Exception):
         self.detail = detail or {}
 
 
+class ChannelDisabled(ChannelError):
+    """A failure that makes the whole channel unusable until its settings are fixed
+    (an invalid webhook key, a wrong secret or password)."""
+
+    def __init__(self, message: str, detail: dict[str, Any] | None = None):
+        super().__init__(message, permanent=True, detail=detail)
+
+
 @dataclass
 class SendResult:
     """A send the channel accepted; `detail` holds what is worth keeping (message id, refusals)."""

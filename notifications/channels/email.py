@@ -13,7 +13,7 @@ from email.message import EmailMessage
 from email.utils import formataddr, formatdate
 
 from ..message import Message, Recipient
-from .base import ChannelError, SendResult
+from .base import ChannelDisabled, ChannelError, SendResult
 
 SECURITY = ("ssl", "starttls", "none")
 
@@ -73,8 +73,8 @@ class EmailChannel:
                 smtp.login(self.user, self._password)
             refused = smtp.send_message(msg)
         except smtplib.SMTPAuthenticationError as e:
-            raise ChannelError(f"邮件服务器拒绝登录（{e.smtp_code}）：请检查 DUBAN_SMTP_USER 和授权码",
-                               permanent=True) from None
+            raise ChannelDisabled(f"邮件服务器拒绝登录（{e.smtp_code}）：请检查 DUBAN_SMTP_USER 和 DUBAN_SMTP_PASSWORD"
+                                  "（多数邮箱要填授权码）") from None
         except smtplib.SMTPRecipientsRefused as e:
             codes = {addr: code for addr, (code, _msg) in e.recipients.items()}
             permanent = all(code >= 500 for code in codes.values())

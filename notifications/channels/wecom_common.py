@@ -7,7 +7,7 @@ from typing import Any
 import requests
 
 from ..redact import redact
-from .base import ChannelError
+from .base import ChannelDisabled, ChannelError
 
 DEFAULT_API_BASE = "https://qyapi.weixin.qq.com"
 TIMEOUT = (5, 15)  # connect, read (seconds)
@@ -25,13 +25,6 @@ ERRCODES: dict[int, tuple[bool, bool, str]] = {
     40058: (True, False, "消息内容超过企业微信的长度限制"),
     81013: (True, False, "收件人在企业微信中都不存在"),
 }
-
-
-class ChannelDisabled(ChannelError):
-    """A failure that makes the whole channel unusable until its settings are fixed."""
-
-    def __init__(self, message: str, detail: dict[str, Any] | None = None):
-        super().__init__(message, permanent=True, detail=detail)
 
 
 def post_or_get(session: requests.Session, method: str, url: str, **kw: Any) -> dict[str, Any]:

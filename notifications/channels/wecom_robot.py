@@ -48,25 +48,30 @@ class WeComRobotChannel:
     def reaches(self, person: Recipient) -> bool:
         return True  # it posts to a group; the person is mentioned when they can be
 
-    def posts_needed(self, message: Message) -> int:
-        return len(self.chunks(message))
+    def posts_needed(self, message: Message, person: Recipient) -> int:
+        """How many posts this message takes: its markdown chunks, plus a text post to mention a
+        person known only by mobile number (markdown cannot mention by mobile)."""
+        return len(self.chunks(message, person)) + (1 if self._mention_by_mobile(person) else 0)
 
-    def chunks(self, message: Message) -> list[str]:
-        return split_by_bytes(message.markdown or message.text, MARKDOWN_LIMIT)
+    @staticmethod
+    def _mention_by_mobile(person: Recipient) -> bool:
+        return bool(person.mobile) and not person.wecom
+
+    def chunks(self, message: Message, person: Recipient) -> list[str]:
+        """Markdown posts within the byte limit, cut at line ends; the first one mentions the person."""
+        prefix = f"<@{person.wecom}>\n" if person.wecom else ""
+        parts = split_by_bytes(message.markdown or message.text, MARKDOWN_LIMIT - len(prefix.encode("utf-8")))
+        return [prefix + parts[0], *parts[1:]] if parts else []
 
     def send(self, message: Message, person: Recipient) -> SendResult:
         url = f"{self.api_base}/cgi-bin/webhook/send"
         posts = 0
-        for i, chunk in enumerate(self.chunks(message)):
-            if i == 0 and person.wecom:
-                chunk = f"<@{person.wecom}>\n{chunk}"
-            elif i == 0 and person.mobile:
-                # markdown cannot mention by mobile: a short text message does it
-                body = post_or_get(self.http, "POST", url, params={"key": self.key}, json={
-                    "msgtype": "text", "text": {"content": f"{message.subject}"[:600],
-                                                "mentioned_mobile_list": [person.mobile]}})
-                raise_for_errcode(body, {"posts": posts})
-                posts += 1
+        if self._mention_by_mobile(person):
+            body = post_or_get(self.http, "POST", url, params={"key": self.key}, json={
+                "msgtype": "text", "text": {"content": message.subject[:600], "mentioned_mobile_list": [person.mobile]}})
+            raise_for_errcode(body, {"posts": posts})
+            posts += 1
+        for chunk in self.chunks(message, person):
             body = post_or_get(self.http, "POST", url, params={"key": self.key},
                                json={"msgtype": "markdown", "markdown": {"content": chunk}})
             raise_for_errcode(body, {"posts": posts})
