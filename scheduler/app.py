@@ -16,9 +16,12 @@ from .settings import Settings, load_settings
 
 
 class App:
-    def __init__(self, now_text: str | None = None, settings: Settings | None = None):
+    def __init__(self, now_text: str | None = None, settings: Settings | None = None, org: str = "default",
+                 org_limited: bool = False):
         self.settings = settings or load_settings()
         self.now: datetime = parse_now(now_text, self.settings.tz)
+        self.org = org  # the branch a command works on
+        self.org_limited = org_limited  # --org/DUBAN_ORG given: the scheduler works on this branch only
 
     @cached_property
     def engine(self) -> Engine:

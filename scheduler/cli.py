@@ -29,14 +29,24 @@ def format_option(f: Callable) -> Callable:
 
 
 def _app(now: str | None):
+    from rules.model import ID_RE
+
     from .app import App
 
-    return App(now)
+    ctx = click.get_current_context().find_root()
+    org = ctx.params.get("org") or "default"
+    if not ID_RE.match(org):
+        raise DubanError(f"单位 id“{org}”无效：只能用小写英文字母、数字和连字符，例如 branch-01")
+    limited = ctx.get_parameter_source("org") not in (None, click.core.ParameterSource.DEFAULT)
+    return App(now, org=org, org_limited=limited)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="duban", message="duban %(version)s")
-def cli() -> None:
+@click.option("--org", envvar="DUBAN_ORG", default="default", show_default=True, metavar="单位",
+              help="只处理这个单位（支部）的规则、人员和事项；一个单位使用时不用写。也可设 DUBAN_ORG。")
+@click.pass_context
+def cli(ctx: click.Context, org: str) -> None:
     """督办（duban）：把整改承诺和周期性工作变成按时提醒、逾期督办和可查台账。
 
     \b
@@ -90,7 +100,7 @@ def _parse_files(app, paths: list[str], session=None):
 
     from .store import load_people_groups
 
-    people, groups = load_people_groups(session) if session is not None else ({}, {})
+    people, groups = load_people_groups(session, app.org) if session is not None else ({}, {})
     merged = RuleSet()
     seen: dict[str, str] = {}
     for path in paths:
@@ -116,7 +126,7 @@ def _import_files(app, paths: list[str], origin: str | None = None):
 
     with app.session() as s:
         rs = _parse_files(app, paths, s)
-        return import_ruleset(s, rs, now=app.now, origin=origin or "、".join(paths))
+        return import_ruleset(s, rs, now=app.now, origin=origin or "、".join(paths), org=app.org)
 
 
 @rules.command("import")
@@ -203,11 +213,11 @@ def rules_add(rule_id, title, every, due, event, offset, window, quota, owner, e
     elif owner:
         raw["owner"] = owner
     with app.session() as s:
-        if rule_id in rule_rows(s):
+        if rule_id in rule_rows(s, app.org):
             raise DubanError(f"规则“{rule_id}”已存在。修改已有规则请编辑规则文件后用 duban rules import 导入")
-        people, groups = load_people_groups(s)
+        people, groups = load_people_groups(s, app.org)
         rule = compile_rule(raw, RuleContext(people, groups, timezone=app.settings.timezone), filename="命令行参数")
-        import_ruleset(s, RuleSet(rules=[rule]), now=app.now, origin="命令行 rules add")
+        import_ruleset(s, RuleSet(rules=[rule]), now=app.now, origin="命令行 rules add", org=app.org)
     say(f"已添加规则 {rule.id}：{rule.title}（{rule.schedule_text()}）")
 
 
@@ -221,7 +231,7 @@ def rules_list(fmt: str, now: str | None) -> None:
 
     app = _app(now)
     with app.session() as s:
-        rs = load_ruleset(s)
+        rs = load_ruleset(s, app.org)
     if fmt == "json":
         print_json([{"id": r.id, "title": r.title, "enabled": r.enabled, "source": r.source, "owner": r.owner,
                      "for_each": r.for_each, "schedule": r.schedule_text(), "quota": r.quota} for r in rs.rules])
@@ -256,8 +266,8 @@ def rules_show(rule_id: str, fmt: str, now: str | None) -> None:
 
     app = _app(now)
     with app.session() as s:
-        rule = rule_of(s, rule_id)
-        rs, cal, events = load_ruleset(s), load_calendar(s), load_events(s)
+        rule = rule_of(s, rule_id, app.org)
+        rs, cal, events = load_ruleset(s, app.org), load_calendar(s), load_events(s, app.settings.tz, app.org)
     today = app.now.date()
     upcoming = Planner(cal, rs.groups).plan([rule], today, today + timedelta(days=400), events)[:6]
     if fmt == "json":
@@ -283,7 +293,7 @@ def rules_export(out: str | None, now: str | None) -> None:
 
     app = _app(now)
     with app.session() as s:
-        doc = export_document(s)
+        doc = export_document(s, app.org)
     header = f"# duban 规则导出，{app.now:%Y-%m-%d %H:%M}。可用 duban rules import 原样导入。\n"
     text = header + yaml.safe_dump(doc, allow_unicode=True, sort_keys=False, width=120)
     if out:
@@ -300,7 +310,7 @@ def _toggle(rule_id: str, now: str | None, enabled: bool) -> None:
 
     app = _app(now)
     with app.session() as s:
-        changed = set_enabled(s, rule_id, enabled, now=app.now)
+        changed = set_enabled(s, rule_id, enabled, now=app.now, org=app.org)
     word = "启用" if enabled else "停用"
     say(f"已{word}规则 {rule_id}。" if changed else f"规则 {rule_id} 本来就是{word}状态，未做更改。")
 
@@ -373,8 +383,9 @@ def preview(rules_file, rule_ids, from_, to, events, calendar_files, fmt, now) -
     cal, stored_events = WorkCalendar(), []
     if use_db:
         with app.session() as s:
-            rs = _parse_files(app, [rules_file], s) if rules_file else load_ruleset(s, only_enabled=True)
-            cal, stored_events = load_calendar(s), ([] if rules_file else load_events(s))
+            rs = _parse_files(app, [rules_file], s) if rules_file else load_ruleset(s, app.org, only_enabled=True)
+            cal = load_calendar(s)
+            stored_events = [] if rules_file else load_events(s, app.settings.tz, app.org)
     else:
         rs = _parse_files(app, [rules_file])
     if calendar_files:
@@ -494,9 +505,9 @@ def event_add(etype: str, day: str, title: str | None, now: str | None) -> None:
         raise DubanError(f"事件类型“{etype}”无效：只能用小写英文字母、数字和连字符，例如 study-session")
     d = parse_date(day, "--date")
     with app.session() as s:
-        rs = load_ruleset(s, only_enabled=True)
+        rs = load_ruleset(s, app.org, only_enabled=True)
         used = sorted({r.event for r in rs.rules if r.event})
-        row = EventRow(type=etype, date=d, title=title, recorded_at=app.now)
+        row = EventRow(org=app.org, type=etype, date=d, title=title, recorded_at=app.now)
         s.add(row)
         s.flush()
         bump_config(s)
@@ -524,7 +535,7 @@ def done(key: str, by: str | None, note: str | None, evidence: str | None, now: 
 
     app = _app(now)
     with app.session() as s:
-        occ = record_done(s, key, now=app.now, by=by, note=note, evidence=evidence)
+        occ = record_done(s, key, now=app.now, by=by, note=note, evidence=evidence, org=app.org)
         count, quota, state = occ.done_count, occ.quota, occ.state
     if state == "done" and count == quota:
         say(f"已登记完成：{key}（{count}/{quota}），该事项已办结，不再提醒。")
@@ -546,7 +557,7 @@ def waive(key: str, reason: str, by: str | None, now: str | None) -> None:
 
     app = _app(now)
     with app.session() as s:
-        record_waiver(s, key, now=app.now, reason=reason, by=by)
+        record_waiver(s, key, now=app.now, reason=reason, by=by, org=app.org)
     say(f"已免办：{key}。理由：{reason.strip()}")
 
 
@@ -564,8 +575,8 @@ def status(show_all: bool, fmt: str, now: str | None) -> None:
     app = _app(now)
     with app.session() as s:
         Materializer(s, app.now, app.settings.tz, app.settings.digest_to).run()
-        rows = status_rows(s, app.now)
-        people, groups = load_people_groups(s)
+        rows = status_rows(s, app.now, org=app.org)
+        people, groups = load_people_groups(s, app.org)
     if fmt == "json":
         print_json(rows)
         return
@@ -597,7 +608,7 @@ def tick_cmd(now: str | None) -> None:
     from .db import require_schema
 
     require_schema(app.engine)
-    result = tick(app.engine, app.settings, app.now)
+    result = tick(app.engine, app.settings, app.now, org=app.org if app.org_limited else None)
     d = result.dispatched
     from notifications.message import KIND_NAMES
 
@@ -638,16 +649,16 @@ def digest(send: bool, now: str | None) -> None:
     with app.session() as s:
         Materializer(s, app.now, st.tz, st.digest_to).run()
         if send:
-            plan_digest(s, app.now, st.tz, st.digest_to, st.digest_at, force=True)
+            plan_digest(s, app.now, st.tz, st.digest_to, st.digest_at, force=True, orgs=[app.org])
         else:
-            message = render_digest(s, app.now, st.digest_to, st.get("DUBAN_TEMPLATE_DIR"))
+            message = render_digest(s, app.now, st.digest_to, st.get("DUBAN_TEMPLATE_DIR"), app.org)
     if not send:
         say(f"主题：{message.subject}\n")
         say(message.text.rstrip())
         return
     from .tick import tick
 
-    result = tick(app.engine, st, app.now)
+    result = tick(app.engine, st, app.now, org=app.org)
     say("每日汇总已发送。" if result.dispatched.sent.get("digest") else "每日汇总今天已经发送过，未重复发送。")
 
 
@@ -705,7 +716,7 @@ def ledger_export(out: str, from_: str | None, to: str | None, rule_ids: tuple[s
     last = parse_date(to, "--to") if to else None
     if first and last and last < first:
         raise DubanError(f"--to（{last}）早于 --from（{first}）")
-    flt = LedgerFilter(first, last, tuple(dict.fromkeys(rule_ids)))
+    flt = LedgerFilter(first, last, tuple(dict.fromkeys(rule_ids)), app.org)
     with app.session() as s:
         Materializer(s, app.now, app.settings.tz, app.settings.digest_to).run()
     with app.session() as s:
@@ -728,8 +739,8 @@ def history(rule_id: str | None, fmt: str, now: str | None) -> None:
     app = _app(now)
     tz = app.settings.tz
     with app.session() as s:
-        entries = audit_entries(s, [rule_id] if rule_id else [])
-        if rule_id and not entries and s.get(RuleRow, rule_id) is None:
+        entries = audit_entries(s, [rule_id] if rule_id else [], app.org)
+        if rule_id and not entries and s.get(RuleRow, (app.org, rule_id)) is None:
             raise DubanError(f"没有 id 为“{rule_id}”的规则，也没有它的变更记录。用 duban rules list 查看全部规则")
     if fmt == "json":
         print_json([{"at": e["at"].astimezone(tz).isoformat(), "rule": e["rule"] or None, "action": e["action"],

@@ -13,39 +13,40 @@ from notifications.message import KIND_NAMES, Message, render
 from rules.calendar import WorkCalendar
 
 from .channel_state import disabled_channels
-from .materialize import epoch, insert_ignore
-from .models import CompletionRow, DeliveryRow, OccurrenceRow, RuleChangeRow
+from .materialize import delivery_key, delivery_row, epoch, insert_ignore
+from .models import DEFAULT_ORG, CompletionRow, DeliveryRow, OccurrenceRow, RuleChangeRow
 from .occurrences import status_rows
 from .routing import recipient
-from .store import load_calendar, load_people_groups
+from .store import load_calendar, load_people_groups, organisations
 
 
-def digest_context(s: Session, now: datetime, tz: ZoneInfo | None = None) -> dict[str, Any]:
-    """Everything the digest shows: overdue first, then due within 7 days, progress, completions since
-    the last digest, delivery failures and calendar warnings."""
-    people, _groups = load_people_groups(s)
-    rows = status_rows(s, now, closed_days=0)
+def digest_context(s: Session, now: datetime, tz: ZoneInfo | None = None, org: str = DEFAULT_ORG) -> dict[str, Any]:
+    """Everything one branch's digest shows: overdue first, then due within 7 days, progress,
+    completions since the last digest, delivery failures, date shifts and calendar warnings."""
+    people, _groups = load_people_groups(s, org)
+    rows = status_rows(s, now, closed_days=0, org=org)
     today = now.astimezone(tz).date() if tz else now.date()
 
     def named(r: dict[str, Any]) -> dict[str, Any]:
         owner = people.get(r["owner"]) if r["owner"] else None
         return {**r, "owner_name": owner.name if owner else (r["owner"] or "未指定")}
 
-    last_digest = s.scalar(select(func.max(DeliveryRow.sent_at)).where(DeliveryRow.kind == "digest",
-                                                                    DeliveryRow.status == "sent"))
+    last_digest = s.scalar(select(func.max(DeliveryRow.sent_at)).where(
+        DeliveryRow.org == org, DeliveryRow.kind == "digest", DeliveryRow.status == "sent"))
     since = last_digest or (now - timedelta(days=1))
     done = s.execute(select(CompletionRow, OccurrenceRow.title).join(
-        OccurrenceRow, OccurrenceRow.key == CompletionRow.occurrence_key).where(CompletionRow.at > since)
-        .order_by(CompletionRow.at)).all()
+        OccurrenceRow, (OccurrenceRow.key == CompletionRow.occurrence_key) & (OccurrenceRow.org == CompletionRow.org))
+        .where(CompletionRow.org == org, CompletionRow.at > since).order_by(CompletionRow.at)).all()
     completions = [{"title": title, "by": c.by, "note": c.note,
                     "at": c.at.astimezone(tz or now.tzinfo).strftime("%m-%d %H:%M")} for c, title in done]
-    shifts = s.scalars(select(RuleChangeRow).where(RuleChangeRow.action == "redated", RuleChangeRow.at > since)
-                       .order_by(RuleChangeRow.at)).all()
+    shifts = s.scalars(select(RuleChangeRow).where(RuleChangeRow.org == org, RuleChangeRow.action == "redated",
+                                                   RuleChangeRow.at > since).order_by(RuleChangeRow.at)).all()
     titles = dict(s.execute(select(OccurrenceRow.key, OccurrenceRow.title).where(
-        OccurrenceRow.key.in_([c.after["key"] for c in shifts]))).all()) if shifts else {}
+        OccurrenceRow.org == org, OccurrenceRow.key.in_([c.after["key"] for c in shifts]))).all()) if shifts else {}
     redated = [{"title": titles.get(c.after["key"], c.after["key"]), "old": c.before["due"], "new": c.after["due"],
                 "why": c.origin} for c in shifts]
-    dead = s.scalars(select(DeliveryRow).where(DeliveryRow.status == "dead").order_by(DeliveryRow.id.desc()).limit(20))
+    dead = s.scalars(select(DeliveryRow).where(DeliveryRow.org == org, DeliveryRow.status == "dead")
+                     .order_by(DeliveryRow.id.desc()).limit(20))
     failures = [f"{KIND_NAMES.get(d.kind, d.kind)} → {d.recipient}（{d.occurrence_key or d.slot}）：{d.last_error}"
                 for d in dead]
     warnings = [f"渠道“{v['label']}”已停用：{v['reason']}" for v in disabled_channels(s).values()]
@@ -68,23 +69,24 @@ def calendar_warnings(cal: WorkCalendar, today: date) -> list[str]:
 
 
 def digest_renderer(s: Session, delivery: DeliveryRow, now: datetime) -> dict[str, Any]:
-    return digest_context(s, now, now.tzinfo)
+    return digest_context(s, now, now.tzinfo, delivery.org)
 
 
-def render_digest(s: Session, now: datetime, person_id: str, template_dir: str | None = None) -> Message:
-    people, _ = load_people_groups(s)
-    ctx = {**digest_context(s, now, now.tzinfo), "person": recipient(person_id, people)}
-    return render("digest", ctx, f"-|digest|{now.date().isoformat()}|{person_id}", template_dir)
+def render_digest(s: Session, now: datetime, person_id: str, template_dir: str | None = None,
+                  org: str = DEFAULT_ORG) -> Message:
+    people, _ = load_people_groups(s, org)
+    ctx = {**digest_context(s, now, now.tzinfo, org), "person": recipient(person_id, people)}
+    return render("digest", ctx, delivery_key(org, None, "digest", now.date().isoformat(), person_id), template_dir)
 
 
 def plan_digest(s: Session, now: datetime, tz: ZoneInfo, digest_to: str, digest_at: str, *,
-                force: bool = False) -> bool:
-    """Create today's digest delivery (once per day: its key is unique). Working days only, unless forced."""
+                force: bool = False, orgs: list[str] | None = None) -> int:
+    """Create today's digest for each branch's secretary (once a day: the key is unique).
+    Working days only, unless forced. Returns how many were created."""
     today: date = now.astimezone(tz).date()
     if not force and not load_calendar(s).is_workday(today):
-        return False
-    key = f"-|digest|{today.isoformat()}|{digest_to}"
+        return 0
     due_at = int(now.timestamp()) if force else epoch(today, digest_at, tz)
-    return insert_ignore(s, DeliveryRow, [dict(key=key, occurrence_key=None, kind="digest", slot=today.isoformat(),
-                                               recipient=digest_to, due_at=due_at, status="pending", attempts=0,
-                                               created_at=now)]) == 1
+    rows = [delivery_row(org, None, "digest", today.isoformat(), digest_to, due_at, now)
+            for org in (orgs if orgs is not None else organisations(s))]
+    return insert_ignore(s, DeliveryRow, rows)

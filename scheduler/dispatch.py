@@ -70,11 +70,17 @@ def _active():
     return text(ACTIVE)
 
 
+def _occurrence(s: Session, d: DeliveryRow) -> OccurrenceRow | None:
+    return s.scalar(select(OccurrenceRow).where(OccurrenceRow.org == d.org, OccurrenceRow.key == d.occurrence_key))
+
+
 class Dispatcher:
     def __init__(self, engine: Engine, channels: list[ConfiguredChannel], tz: ZoneInfo, *, worker: str | None = None,
-                 template_dir: str | None = None, digest_renderer=None, lease_seconds: int = LEASE_SECONDS):
+                 template_dir: str | None = None, digest_renderer=None, lease_seconds: int = LEASE_SECONDS,
+                 org: str | None = None):
         self.engine, self.configured, self.tz = engine, channels, tz
         self.lease = lease_seconds
+        self.org = org  # None: every branch
         self.worker = worker or worker_id()
         self.template_dir = template_dir
         self.digest_renderer = digest_renderer  # (session, delivery, now) -> template context
@@ -84,6 +90,8 @@ class Dispatcher:
         with session_scope(self.engine) as s:
             q = (select(DeliveryRow.id).where(DeliveryRow.due_at <= now_ts).where(_active())
                  .order_by(DeliveryRow.due_at, DeliveryRow.id).limit(limit))
+            if self.org is not None:
+                q = q.where(DeliveryRow.org == self.org)
             lease = dict(status="sending", lease_owner=self.worker, due_at=now_ts + self.lease,
                          attempts=DeliveryRow.attempts + 1)
             if s.get_bind().dialect.name == "postgresql":
@@ -100,7 +108,8 @@ class Dispatcher:
             return won
 
     # --- one pass ----------------------------------------------------------------------------
-    def run(self, now: datetime, people: dict[str, Person], max_batches: int = 1000) -> Dispatched:
+    def run(self, now: datetime, people: dict[str, dict[str, Person]], max_batches: int = 1000) -> Dispatched:
+        """Send what is due at `now`; `people` holds each organisation's people by id."""
         result = Dispatched()
         now_ts = int(now.timestamp())
         started = time.monotonic()
@@ -121,9 +130,11 @@ class Dispatcher:
                 self._one(did, now, now_ts, people, result)
         return result
 
-    def _one(self, did: int, now: datetime, now_ts: int, people: dict[str, Person], result: Dispatched) -> None:
+    def _one(self, did: int, now: datetime, now_ts: int, people_by_org: dict[str, dict[str, Person]],
+             result: Dispatched) -> None:
         with session_scope(self.engine) as s:
             d = s.get(DeliveryRow, did)
+            people = people_by_org.get(d.org, {})
             if d.lease_owner != self.worker or d.status != "sending":
                 result.lost_lease += 1  # our claim lapsed while earlier sends of the batch ran
                 return
@@ -169,14 +180,14 @@ class Dispatcher:
     def _skip_reason(self, s: Session, d: DeliveryRow, now: datetime) -> str | None:
         """Why this delivery no longer needs sending (closed, superseded), or None."""
         if d.occurrence_key:
-            occ = s.scalar(select(OccurrenceRow).where(OccurrenceRow.key == d.occurrence_key))
+            occ = _occurrence(s, d)
             if occ is None:
                 return "事项不存在"
             if occ.state == "done":
                 return "事项已完成"
             if occ.state == "waived":
                 return "事项已免办"
-            rule = s.get(RuleRow, occ.rule_id)
+            rule = s.get(RuleRow, (d.org, occ.rule_id))
             if rule is None or not rule.enabled:
                 return "规则已停用"
             today = now.astimezone(self.tz).date()
@@ -188,6 +199,7 @@ class Dispatcher:
             return None
         # a later message of the same kind to the same person, also due now, says it all
         later = s.scalar(select(DeliveryRow.id).where(
+            DeliveryRow.org == d.org,
             DeliveryRow.occurrence_key == d.occurrence_key if d.occurrence_key else DeliveryRow.occurrence_key.is_(None),
             DeliveryRow.kind == d.kind, DeliveryRow.recipient == d.recipient, DeliveryRow.slot > d.slot,
             DeliveryRow.status == "pending", DeliveryRow.due_at <= int(now.timestamp())).limit(1))
@@ -198,8 +210,8 @@ class Dispatcher:
         if d.kind == "digest":
             ctx = self.digest_renderer(s, d, now)
         else:
-            occ = s.scalar(select(OccurrenceRow).where(OccurrenceRow.key == d.occurrence_key))
-            rule = s.get(RuleRow, occ.rule_id)
+            occ = _occurrence(s, d)
+            rule = s.get(RuleRow, (d.org, occ.rule_id))
             today = now.astimezone(self.tz).date()
             owner = people.get(occ.owner) if occ.owner else None
             ctx = dict(title=occ.title, key=occ.key, due=occ.due, source=rule.definition.get("source") if rule else None,

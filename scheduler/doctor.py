@@ -92,9 +92,9 @@ def _check_data(app: App, out: list[Check], channels) -> None:
 
     today = app.now.date()
     with session_scope(app.engine) as s:
-        rs = load_ruleset(s, only_enabled=True)
+        rs = load_ruleset(s, app.org, only_enabled=True)
         cal = load_calendar(s)
-        events = load_events(s)
+        events = load_events(s, app.settings.tz, app.org)
         dead = s.scalar(select(func.count()).select_from(DeliveryRow).where(
             DeliveryRow.status == "dead", DeliveryRow.created_at >= app.now - timedelta(days=30)))
         stuck = s.scalar(select(func.count()).select_from(DeliveryRow).where(
@@ -198,7 +198,7 @@ def _send_test(channel, app: App) -> None:
     from .store import load_people_groups
 
     with session_scope(app.engine) as s:
-        people, _ = load_people_groups(s)
+        people, _ = load_people_groups(s, app.org)
     person = recipient(app.settings.digest_to, people)
     stamp = f"{datetime.now(app.settings.tz):%Y-%m-%d %H:%M}"
     text = f"这是督办（duban）的测试消息，发送于 {stamp}。收到即说明{channel.label}配置正确。"

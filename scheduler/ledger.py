@@ -25,7 +25,7 @@ from typing import Any
 from xml.sax.saxutils import quoteattr
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select, type_coerce
+from sqlalchemy import func, or_, select, type_coerce
 from sqlalchemy.orm import Session
 from sqlalchemy.types import NullType
 
@@ -33,6 +33,7 @@ from notifications.message import KIND_NAMES
 from rules.errors import DubanError
 
 from .models import (
+    DEFAULT_ORG,
     AttemptRow,
     CalendarYearRow,
     CompletionRow,
@@ -68,9 +69,10 @@ class LedgerFilter:
     first: date | None = None
     last: date | None = None
     rules: tuple[str, ...] = ()
+    org: str = DEFAULT_ORG
 
     def conditions(self) -> list[Any]:
-        out: list[Any] = []
+        out: list[Any] = [OccurrenceRow.org == self.org]
         if self.first is not None:
             out.append(OccurrenceRow.due >= self.first)
         if self.last is not None:
@@ -126,6 +128,15 @@ class _Local:
         return s
 
 
+def _fetch(conn, q, batch: int | None = None) -> Iterator[tuple]:
+    """The rows of `q`, streamed in batches when `batch` is given."""
+    if batch is None:
+        yield from conn.execute(q)
+        return
+    with conn.execute(q.execution_options(yield_per=batch)) as result:
+        yield from result
+
+
 def _raw(column):
     """A UTC timestamp column without its per-row conversion (the `UTCDateTime` decorator costs
     microseconds a row, too many for a million attempts): SQLite gives its text, PostgreSQL an aware
@@ -136,8 +147,8 @@ def _raw(column):
 class _Names:
     """Person and group ids as the names people know."""
 
-    def __init__(self, session: Session):
-        people, groups = load_people_groups(session)
+    def __init__(self, session: Session, org: str = DEFAULT_ORG):
+        people, groups = load_people_groups(session, org)
         self.people = {pid: p.name for pid, p in people.items()}
         self.groups = groups
 
@@ -187,10 +198,11 @@ def change_summary(action: str, before: Any, after: Any) -> str:
 
 
 # --- the audit trail -------------------------------------------------------------------------
-def audit_entries(s: Session, rule_ids: Sequence[str] = ()) -> list[dict[str, Any]]:
-    """The audit trail, oldest first: rule changes and re-datings (`rule_changes`), and the calendar
-    years imported (`calendar_years`, when the trail does not record calendar imports itself)."""
-    q = select(RuleChangeRow).order_by(RuleChangeRow.at, RuleChangeRow.id)
+def audit_entries(s: Session, rule_ids: Sequence[str] = (), org: str = DEFAULT_ORG) -> list[dict[str, Any]]:
+    """A branch's audit trail, oldest first: rule changes and re-datings (`rule_changes`), and the
+    calendar years imported (national: every branch sees them)."""
+    q = (select(RuleChangeRow).where(or_(RuleChangeRow.org == org, RuleChangeRow.rule_id == ""))
+         .order_by(RuleChangeRow.at, RuleChangeRow.id))
     if rule_ids:
         q = q.where(RuleChangeRow.rule_id.in_(rule_ids))
     rows = s.scalars(q).all()
@@ -220,17 +232,15 @@ def audit_rows(entries: Iterable[dict[str, Any]], local: _Local) -> Iterator[lis
 # --- the ledger ------------------------------------------------------------------------------
 def _joined(q, model, flt: LedgerFilter):
     """Rows of `model` (keyed by occurrence_key) for the occurrences the filter selects."""
-    conds = flt.conditions()
-    if conds:
-        q = q.join(OccurrenceRow, OccurrenceRow.key == model.occurrence_key).where(*conds)
-    return q
+    return q.join(OccurrenceRow, (OccurrenceRow.key == model.occurrence_key) & (OccurrenceRow.org == model.org)
+                  ).where(*flt.conditions())
 
 
 def _completions(s: Session, flt: LedgerFilter, local: _Local, names: _Names) -> dict[str, list[str]]:
     q = _joined(select(CompletionRow.occurrence_key, CompletionRow.by, _raw(CompletionRow.at), CompletionRow.note,
                        CompletionRow.evidence), CompletionRow, flt).order_by(CompletionRow.at, CompletionRow.id)
     out: dict[str, list[str]] = defaultdict(list)
-    for key, by, at, note, evidence in s.connection().execute(q):
+    for key, by, at, note, evidence in _fetch(s.connection(), q):
         text = f"{local(at)} {names(by) if by else '（未填完成人）'}"
         if note:
             text += f"：{note.strip()}"
@@ -244,7 +254,7 @@ def _waivers(s: Session, flt: LedgerFilter, local: _Local, names: _Names) -> dic
     q = _joined(select(WaiverRow.occurrence_key, WaiverRow.reason, WaiverRow.by, _raw(WaiverRow.at)), WaiverRow, flt
                 ).order_by(WaiverRow.at, WaiverRow.id)
     out: dict[str, list[str]] = defaultdict(list)
-    for key, reason, by, at in s.connection().execute(q):
+    for key, reason, by, at in _fetch(s.connection(), q):
         out[key].append(f"{reason}（{names(by) + '，' if by else ''}{local(at)}）")
     return out
 
@@ -258,18 +268,16 @@ def _attempts(s: Session, flt: LedgerFilter, tz: ZoneInfo) -> list[tuple]:
     base = select(*cols).join(DeliveryRow, DeliveryRow.id == AttemptRow.delivery_id)
     order = (AttemptRow.started_at, AttemptRow.id)
     conds = flt.conditions()
-    if not conds:
-        return conn.execute(base.order_by(*order)).all()
-    rows = conn.execute(
-        base.join(OccurrenceRow, OccurrenceRow.key == DeliveryRow.occurrence_key).where(*conds).order_by(*order)).all()
+    rows = list(_fetch(conn, base.join(OccurrenceRow, (OccurrenceRow.key == DeliveryRow.occurrence_key)
+                                       & (OccurrenceRow.org == DeliveryRow.org)).where(*conds).order_by(*order)))
     if not flt.rules:  # messages about no occurrence (the digest) in the period
-        q = base.where(DeliveryRow.occurrence_key.is_(None))
+        q = base.where(DeliveryRow.org == flt.org, DeliveryRow.occurrence_key.is_(None))
         if flt.first is not None:
             q = q.where(AttemptRow.started_at >= datetime.combine(flt.first, datetime.min.time(), tz))
         if flt.last is not None:
             q = q.where(AttemptRow.started_at < datetime.combine(date.fromordinal(flt.last.toordinal() + 1),
                                                                  datetime.min.time(), tz))
-        more = conn.execute(q.order_by(*order)).all()
+        more = list(_fetch(conn, q.order_by(*order)))
         if more:
             rows = sorted([*rows, *more], key=lambda r: r[0])
     return rows
@@ -307,18 +315,18 @@ def ledger_rows(s: Session, flt: LedgerFilter, today: date, local: _Local, names
                 sent: dict[str, list[str]]) -> Iterator[list[str]]:
     """One row per occurrence, by due date then key (LEDGER_HEADERS)."""
     conn = s.connection()
-    sources = {rid: (d or {}).get("source") or "" for rid, d in conn.execute(select(RuleRow.id, RuleRow.definition))}
+    sources = {rid: (d or {}).get("source") or ""
+               for rid, d in conn.execute(select(RuleRow.id, RuleRow.definition).where(RuleRow.org == flt.org))}
     done = _completions(s, flt, local, names)
     waived = _waivers(s, flt, local, names)
     q = (select(OccurrenceRow.key, OccurrenceRow.rule_id, OccurrenceRow.title, OccurrenceRow.owner,
                 _raw_date(OccurrenceRow.opens), _raw_date(OccurrenceRow.due), OccurrenceRow.quota,
                 OccurrenceRow.done_count, OccurrenceRow.state, OccurrenceRow.provisional)
-         .where(*flt.conditions()).order_by(OccurrenceRow.due, OccurrenceRow.key)
-         .execution_options(yield_per=5000))
+         .where(*flt.conditions()).order_by(OccurrenceRow.due, OccurrenceRow.key))
     day_text: dict[Any, str] = {}  # a raw date (SQLite: its ISO text, PostgreSQL: a date) → ISO text
     shown_state: dict[tuple[str, Any], str] = {}  # (stored state, raw due) → what the ledger says
     owner_names: dict[str | None, str] = {}
-    for key, rule_id, title, owner, opens, due, quota, done_count, state, provisional in conn.execute(q):
+    for key, rule_id, title, owner, opens, due, quota, done_count, state, provisional in _fetch(conn, q, 5000):
         st = shown_state.get((state, due))
         if st is None:
             st = state_of(_Occ(state, _as_date(due)), today)
@@ -352,10 +360,25 @@ class _Occ:
         self.state, self.due = state, due
 
 
-def check_rules(s: Session, rule_ids: Sequence[str]) -> None:
+def _snapshot(s: Session) -> None:
+    """Read the whole ledger from one snapshot: a `done` or a tick committing meanwhile must not
+    leave a row counting a completion that its 完成记录 lacks. Call before the session's first query."""
+    if s.get_bind().dialect.name == "postgresql":
+        s.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+    else:  # pysqlite starts no transaction for a SELECT: each would see the latest commit
+        conn = s.connection()
+        if not conn.connection.dbapi_connection.in_transaction:
+            conn.exec_driver_sql("BEGIN")
+
+
+def count_occurrences(s: Session, flt: LedgerFilter) -> int:
+    return s.scalar(select(func.count()).select_from(OccurrenceRow).where(*flt.conditions()))
+
+
+def check_rules(s: Session, rule_ids: Sequence[str], org: str = DEFAULT_ORG) -> None:
     if not rule_ids:
         return
-    known = set(s.scalars(select(RuleRow.id).where(RuleRow.id.in_(rule_ids))))
+    known = set(s.scalars(select(RuleRow.id).where(RuleRow.org == org, RuleRow.id.in_(rule_ids))))
     missing = [r for r in rule_ids if r not in known]
     if missing:
         raise DubanError(f"没有 id 为“{'、'.join(missing)}”的规则。用 duban rules list 查看全部规则")
@@ -364,8 +387,9 @@ def check_rules(s: Session, rule_ids: Sequence[str]) -> None:
 def export_ledger(s: Session, path: str, *, now: datetime, tz: ZoneInfo, flt: LedgerFilter) -> Exported:
     """Write the ledger to `path` (.xlsx: three sheets; .csv: the 台账 sheet), atomically."""
     fmt = ledger_format(path)
-    check_rules(s, flt.rules)
-    local, names = _Local(tz), _Names(s)
+    _snapshot(s)
+    check_rules(s, flt.rules, flt.org)
+    local, names = _Local(tz), _Names(s, flt.org)
     today = now.astimezone(tz).date()
     attempts = _attempts(s, flt, tz)
     sent = _sent_lines(attempts, local, names)
@@ -381,9 +405,9 @@ def export_ledger(s: Session, path: str, *, now: datetime, tz: ZoneInfo, flt: Le
             n = write_csv(tmp, LEDGER_HEADERS, rows)
             result = Exported(n, 0, 0)
         else:
-            entries = audit_entries(s, flt.rules)
+            entries = audit_entries(s, flt.rules, flt.org)
             with XlsxWriter(tmp, now) as xw:
-                n = xw.add_sheet(LEDGER_SHEET, LEDGER_HEADERS, rows, wrap=LEDGER_WRAP)
+                n = xw.add_sheet(LEDGER_SHEET, LEDGER_HEADERS, rows, wrap=LEDGER_WRAP, count=count_occurrences(s, flt))
                 xw.add_sheet(CHANGES_SHEET, CHANGES_HEADERS, audit_rows(entries, local), wrap=CHANGES_WRAP,
                              count=len(entries))
                 xw.add_sheet(ATTEMPTS_SHEET, ATTEMPTS_HEADERS, attempt_rows(attempts, local, names), wrap=ATTEMPTS_WRAP,
@@ -446,7 +470,7 @@ _HEADER, _WRAP, _TOP = 1, 2, 3
 _PRESERVE = ' xml:space="preserve"'
 _STYLES = f"""<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
 <styleSheet xmlns="{_MAIN}">
-<fonts count="2"><font><sz val="11"/><name val="等线"/><family val="2"/><charset val="134"/></font><font><b/><sz val="11"/><name val="等线"/><family val="2"/><charset val="134"/></font></fonts>
+<fonts count="2"><font><sz val="11"/><name val="宋体"/><family val="2"/><charset val="134"/></font><font><b/><sz val="11"/><name val="宋体"/><family val="2"/><charset val="134"/></font></fonts>
 <fills count="3"><fill><patternFill patternType="none"/></fill><fill><patternFill patternType="gray125"/></fill><fill><patternFill patternType="solid"><fgColor rgb="FFDDEBF7"/><bgColor indexed="64"/></patternFill></fill></fills>
 <borders count="1"><border><left/><right/><top/><bottom/><diagonal/></border></borders>
 <cellStyleXfs count="1"><xf numFmtId="0" fontId="0" fillId="0" borderId="0"/></cellStyleXfs>

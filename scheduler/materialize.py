@@ -21,9 +21,9 @@ from rules.loader import RuleSet
 from rules.model import Rule
 from rules.planner import Planner
 
-from .models import DeliveryRow, OccurrenceRow, RuleRow
+from .models import DEFAULT_ORG, DeliveryRow, OccurrenceRow, RuleRow
 from .state import CONFIG_VERSION, get_state, set_state
-from .store import load_calendar, load_events, load_ruleset
+from .store import load_calendar, load_events, load_ruleset, organisations
 
 LOOKBACK = timedelta(days=400)  # how far back a returning service still creates missed occurrences
 HORIZON = timedelta(days=45)  # occurrences due this soon are stored (and shown) even before they open
@@ -76,6 +76,7 @@ def effective_start(rule: Rule, added_on: date) -> date:
 class Materializer:
     def __init__(self, session: Session, now: datetime, tz: ZoneInfo, digest_to: str = "secretary"):
         self.s, self.now, self.tz, self.digest_to = session, now, tz, digest_to
+        self.org = DEFAULT_ORG
         self.today = now.astimezone(tz).date()
 
     # --- when to plan again ------------------------------------------------------------------
@@ -83,24 +84,30 @@ class Materializer:
         marker = get_state(self.s, MARKER)
         return marker != {"date": self.today.isoformat(), "version": get_state(self.s, CONFIG_VERSION, 0)}
 
-    def run(self, force: bool = False) -> Planned:
-        if not force and not self.needed():
+    def run(self, force: bool = False, orgs: list[str] | None = None) -> Planned:
+        """Plan every branch (once a day or after a change), or only `orgs` (always, marker untouched)."""
+        if orgs is None and not force and not self.needed():
             return Planned()
         from .redate import check_library_calendar  # here: redate builds on this module
 
         check_library_calendar(self.s, self.now, self.tz)
         version = get_state(self.s, CONFIG_VERSION, 0)
-        rs = load_ruleset(self.s, only_enabled=True)
         cal = load_calendar(self.s)
-        result = self.occurrences(rs, cal)
-        result.deliveries += self.overdue(rs, cal)
-        set_state(self.s, MARKER, {"date": self.today.isoformat(), "version": version})
+        result = Planned()
+        for org in orgs if orgs is not None else organisations(self.s):  # each branch: own rules, people, events
+            self.org = org
+            rs = load_ruleset(self.s, org, only_enabled=True)
+            planned = self.occurrences(rs, cal)
+            result.occurrences += planned.occurrences
+            result.deliveries += planned.deliveries + self.overdue(rs, cal)
+        if orgs is None:
+            set_state(self.s, MARKER, {"date": self.today.isoformat(), "version": version})
         return result
 
     # --- occurrences and their reminders -----------------------------------------------------
     def occurrences(self, rs: RuleSet, cal: WorkCalendar) -> Planned:
-        added = {r.id: r.added_on for r in self.s.scalars(select(RuleRow))}
-        events = load_events(self.s, self.tz)
+        added = {r.id: r.added_on for r in self.s.scalars(select(RuleRow).where(RuleRow.org == self.org))}
+        events = load_events(self.s, self.tz, self.org)
         planner = Planner(cal, rs.groups)
         by_window: dict[tuple[date, date], list[Rule]] = {}
         for rule in rs.rules:
@@ -116,7 +123,7 @@ class Materializer:
                 active_from = min([o.opens, *o.reminder_days, o.due - HORIZON])
                 if active_from > self.today and o.event_id is None:
                     continue  # not yet open, no reminder yet, not due soon: created on a later day
-                occ_rows.append(dict(key=o.key, rule_id=o.rule, title=rule.title, period=o.period, owner=o.owner,
+                occ_rows.append(dict(org=self.org, key=o.key, rule_id=o.rule, title=rule.title, period=o.period, owner=o.owner,
                                      opens=o.opens, due=o.due, quota=o.quota, provisional=o.provisional,
                                      event_id=o.event_id if isinstance(o.event_id, int) else None, state="open",
                                      done_count=0, created_at=self.now))
@@ -129,16 +136,14 @@ class Materializer:
         return planned
 
     def _delivery(self, occ_key: str | None, kind: str, slot: date, pid: str, due_at: int) -> dict[str, Any]:
-        return dict(key=f"{occ_key or '-'}|{kind}|{slot.isoformat()}|{pid}", occurrence_key=occ_key, kind=kind,
-                    slot=slot.isoformat(), recipient=pid, due_at=due_at, status="pending", attempts=0,
-                    created_at=self.now)
+        return delivery_row(self.org, occ_key, kind, slot.isoformat(), pid, due_at, self.now)
 
     # --- overdue alerts and escalations ------------------------------------------------------
     def overdue(self, rs: RuleSet, cal: WorkCalendar) -> int:
         rules = {r.id: r for r in rs.rules}
         rows = []
-        open_overdue = self.s.scalars(select(OccurrenceRow).where(OccurrenceRow.state == "open",
-                                                                  OccurrenceRow.due < self.today))
+        open_overdue = self.s.scalars(select(OccurrenceRow).where(
+            OccurrenceRow.org == self.org, OccurrenceRow.state == "open", OccurrenceRow.due < self.today))
         for occ in open_overdue:
             rule = rules.get(occ.rule_id)
             if rule is None:
@@ -153,6 +158,18 @@ class Materializer:
                 for pid in dict.fromkeys(targets):
                     rows.append(self._delivery(occ.key, "escalation", esc, pid, epoch(esc, rule.at, self.tz)))
         return insert_ignore(self.s, DeliveryRow, rows)
+
+
+def delivery_key(org: str, occ_key: str | None, kind: str, slot: str, pid: str) -> str:
+    """The natural key of a message: occurrence, kind, day and person (and branch, if not the default)."""
+    key = f"{occ_key or '-'}|{kind}|{slot}|{pid}"
+    return key if org == DEFAULT_ORG else f"{org}|{key}"
+
+
+def delivery_row(org: str, occ_key: str | None, kind: str, slot: str, pid: str, due_at: int,
+                 now: datetime) -> dict[str, Any]:
+    return dict(org=org, key=delivery_key(org, occ_key, kind, slot, pid), occurrence_key=occ_key, kind=kind,
+                slot=slot, recipient=pid, due_at=due_at, status="pending", attempts=0, created_at=now)
 
 
 def first_overdue_day(due: date, cal: WorkCalendar) -> date:

@@ -16,6 +16,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    UniqueConstraint,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -47,8 +48,17 @@ class Base(DeclarativeBase):
     pass
 
 
+DEFAULT_ORG = "default"
+
+
+def org_column(primary_key: bool = False) -> Mapped[str]:
+    """The organisation (branch) a row belongs to; one office uses only the default one."""
+    return mapped_column(String(64), primary_key=primary_key, default=DEFAULT_ORG, server_default=DEFAULT_ORG)
+
+
 class PersonRow(Base):
     __tablename__ = "people"
+    org: Mapped[str] = org_column(primary_key=True)
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     email: Mapped[str | None] = mapped_column(String(320))
@@ -58,12 +68,14 @@ class PersonRow(Base):
 
 class GroupRow(Base):
     __tablename__ = "groups"
+    org: Mapped[str] = org_column(primary_key=True)
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     members: Mapped[list[str]] = mapped_column(JSON)
 
 
 class RuleRow(Base):
     __tablename__ = "rules"
+    org: Mapped[str] = org_column(primary_key=True)
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     title: Mapped[str] = mapped_column(String(500))
     definition: Mapped[dict[str, Any]] = mapped_column(JSON)  # the rule as written, every value explicit
@@ -79,6 +91,7 @@ class RuleChangeRow(Base):
 
     __tablename__ = "rule_changes"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    org: Mapped[str] = org_column()
     at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     rule_id: Mapped[str] = mapped_column(String(64), index=True)
     action: Mapped[str] = mapped_column(String(32))  # added | updated | disabled | enabled
@@ -102,6 +115,7 @@ class CalendarYearRow(Base):
 class EventRow(Base):
     __tablename__ = "events"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    org: Mapped[str] = org_column()
     type: Mapped[str] = mapped_column(String(64), index=True)
     date: Mapped[date] = mapped_column(Date)
     title: Mapped[str | None] = mapped_column(String(500))
@@ -120,8 +134,10 @@ class OccurrenceRow(Base):
     """One time a duty falls due; `key` is RULE@PERIOD, unique, so creating it twice is a no-op."""
 
     __tablename__ = "occurrences"
+    __table_args__ = (UniqueConstraint("org", "key", name="uq_occurrences_org_key"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    key: Mapped[str] = mapped_column(String(200), unique=True)
+    org: Mapped[str] = org_column()
+    key: Mapped[str] = mapped_column(String(200))
     rule_id: Mapped[str] = mapped_column(String(64), index=True)
     title: Mapped[str] = mapped_column(String(500))
     period: Mapped[str] = mapped_column(String(100))
@@ -140,6 +156,7 @@ class OccurrenceRow(Base):
 class CompletionRow(Base):
     __tablename__ = "completions"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    org: Mapped[str] = org_column()
     occurrence_key: Mapped[str] = mapped_column(String(200), index=True)
     by: Mapped[str | None] = mapped_column(String(200))
     at: Mapped[datetime] = mapped_column(UTCDateTime())
@@ -150,6 +167,7 @@ class CompletionRow(Base):
 class WaiverRow(Base):
     __tablename__ = "waivers"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    org: Mapped[str] = org_column()
     occurrence_key: Mapped[str] = mapped_column(String(200), index=True)
     reason: Mapped[str] = mapped_column(Text)
     by: Mapped[str | None] = mapped_column(String(200))
@@ -166,6 +184,7 @@ class DeliveryRow(Base):
     __tablename__ = "deliveries"
     __table_args__ = (Index("ix_deliveries_active_due", "due_at", sqlite_where=text(ACTIVE), postgresql_where=text(ACTIVE)),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    org: Mapped[str] = org_column()
     key: Mapped[str] = mapped_column(String(300), unique=True)
     occurrence_key: Mapped[str | None] = mapped_column(String(200), index=True)
     kind: Mapped[str] = mapped_column(String(16))  # reminder | overdue | escalation | digest

@@ -13,7 +13,7 @@ from rules.errors import DubanError
 from rules.planner import Planner
 
 from .materialize import insert_ignore
-from .models import CompletionRow, DeliveryRow, OccurrenceRow, WaiverRow
+from .models import DEFAULT_ORG, CompletionRow, DeliveryRow, OccurrenceRow, WaiverRow
 from .store import load_calendar, load_events, load_ruleset
 
 DUE_SOON_DAYS = 7
@@ -30,63 +30,70 @@ def state_of(occ: OccurrenceRow, today: date) -> str:
     return "open"
 
 
-def find_occurrence(s: Session, key: str, now: datetime) -> OccurrenceRow:
+def _by_key(org: str, key: str):
+    return select(OccurrenceRow).where(OccurrenceRow.org == org, OccurrenceRow.key == key)
+
+
+def find_occurrence(s: Session, key: str, now: datetime, org: str = DEFAULT_ORG) -> OccurrenceRow:
     """The stored occurrence, or one the rules produce that is not stored yet (done early)."""
     today = now.date()
-    occ = s.scalar(select(OccurrenceRow).where(OccurrenceRow.key == key))
+    occ = s.scalar(_by_key(org, key))
     if occ is not None:
         return occ
     rule_id = key.partition("@")[0]
-    rs = load_ruleset(s, only_enabled=True)
+    rs = load_ruleset(s, org, only_enabled=True)
     rule = next((r for r in rs.rules if r.id == rule_id), None)
     if rule is not None:
         planner = Planner(load_calendar(s), rs.groups)
-        for o in planner.plan([rule], today - timedelta(days=400), today + timedelta(days=400), load_events(s)):
+        events = load_events(s, now.tzinfo, org)
+        for o in planner.plan([rule], today - timedelta(days=400), today + timedelta(days=400), events):
             if o.key == key:
                 insert_ignore(s, OccurrenceRow, [dict(
-                    key=o.key, rule_id=o.rule, title=rule.title, period=o.period, owner=o.owner, opens=o.opens,
+                    org=org, key=o.key, rule_id=o.rule, title=rule.title, period=o.period, owner=o.owner, opens=o.opens,
                     due=o.due, quota=o.quota, provisional=o.provisional,
                     event_id=o.event_id if isinstance(o.event_id, int) else None, state="open", done_count=0,
                     created_at=now)])
-                return s.scalar(select(OccurrenceRow).where(OccurrenceRow.key == key))
-    known = list(s.scalars(select(OccurrenceRow.key).where(OccurrenceRow.state == "open")))
+                return s.scalar(_by_key(org, key))
+    known = list(s.scalars(select(OccurrenceRow.key).where(OccurrenceRow.org == org, OccurrenceRow.state == "open")))
     close = difflib.get_close_matches(key, known, n=3, cutoff=0.5)
     hint = f"是不是：{'、'.join(close)}？" if close else "用 duban status 查看进行中的事项编号。"
     raise DubanError(f"没有编号为“{key}”的事项。{hint}")
 
 
 def record_done(s: Session, key: str, *, now: datetime, by: str | None, note: str | None,
-                evidence: str | None) -> OccurrenceRow:
-    occ = find_occurrence(s, key, now)
+                evidence: str | None, org: str = DEFAULT_ORG) -> OccurrenceRow:
+    occ = find_occurrence(s, key, now, org)
     if occ.state == "waived":
         raise DubanError(f"事项 {key} 已免办，不能再登记完成")
-    occ = s.scalar(select(OccurrenceRow).where(OccurrenceRow.key == key).with_for_update())
-    s.add(CompletionRow(occurrence_key=key, by=by, at=now, note=note, evidence=evidence))
+    occ = s.scalar(_by_key(org, key).with_for_update())
+    s.add(CompletionRow(org=org, occurrence_key=key, by=by, at=now, note=note, evidence=evidence))
     occ.done_count += 1
     if occ.state == "open" and occ.done_count >= occ.quota:
         occ.state, occ.closed_at = "done", now
     return occ
 
 
-def record_waiver(s: Session, key: str, *, now: datetime, reason: str, by: str | None) -> OccurrenceRow:
+def record_waiver(s: Session, key: str, *, now: datetime, reason: str, by: str | None,
+                  org: str = DEFAULT_ORG) -> OccurrenceRow:
     if not reason.strip():
         raise DubanError("免办必须写明理由：--reason \"理由\"")
-    occ = find_occurrence(s, key, now)
+    occ = find_occurrence(s, key, now, org)
     if occ.state != "open":
         raise DubanError(f"事项 {key} 已{STATE_NAMES[occ.state]}，无需免办")
-    s.add(WaiverRow(occurrence_key=key, reason=reason.strip(), by=by, at=now))
+    s.add(WaiverRow(org=org, occurrence_key=key, reason=reason.strip(), by=by, at=now))
     occ.state, occ.closed_at = "waived", now
     return occ
 
 
-def status_rows(s: Session, now: datetime, *, closed_days: int = 30) -> list[dict[str, Any]]:
-    """Open occurrences, and those closed in the last `closed_days` days, most urgent first."""
+def status_rows(s: Session, now: datetime, *, closed_days: int = 30, org: str = DEFAULT_ORG) -> list[dict[str, Any]]:
+    """A branch's open occurrences, and those closed in the last `closed_days` days, most urgent first."""
     today = now.date()
     since = now - timedelta(days=closed_days)
-    occs = s.scalars(select(OccurrenceRow).where(or_(OccurrenceRow.state == "open", OccurrenceRow.closed_at >= since))
-                     .order_by(OccurrenceRow.due, OccurrenceRow.key)).all()
+    occs = s.scalars(select(OccurrenceRow).where(
+        OccurrenceRow.org == org, or_(OccurrenceRow.state == "open", OccurrenceRow.closed_at >= since))
+        .order_by(OccurrenceRow.due, OccurrenceRow.key)).all()
     escalated = set(s.scalars(select(DeliveryRow.occurrence_key).where(
-        DeliveryRow.kind == "escalation", DeliveryRow.status == "sent",
+        DeliveryRow.org == org, DeliveryRow.kind == "escalation", DeliveryRow.status == "sent",
         DeliveryRow.occurrence_key.in_([o.key for o in occs if o.state == "open" and o.due < today]))))
     order = {"overdue": 0, "due-soon": 1, "open": 2, "done": 3, "waived": 4}
     out = []

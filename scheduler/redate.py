@@ -17,10 +17,10 @@ from sqlalchemy.orm import Session
 from rules.calendar import WorkCalendar
 from rules.planner import Planner
 
-from .materialize import effective_start, epoch, insert_ignore
+from .materialize import delivery_row, effective_start, epoch, insert_ignore
 from .models import DeliveryRow, OccurrenceRow, RuleChangeRow, RuleRow
 from .state import get_state, set_state
-from .store import load_calendar, load_events, load_ruleset
+from .store import load_calendar, load_events, load_ruleset, organisations
 
 log = logging.getLogger("duban.redate")
 FINGERPRINTS = "calendar_fingerprints"
@@ -43,16 +43,25 @@ class Redated:
 
 
 def redate_open(s: Session, now: datetime, tz, reason: str, years: set[int] | None = None) -> Redated:
-    """Plan every open occurrence again under the current calendar and apply what changed."""
-    cal = load_calendar(s)
-    rs = load_ruleset(s, only_enabled=False)
-    rules = {r.id: r for r in rs.rules}
-    added = {r.id: r.added_on for r in s.scalars(select(RuleRow))}
-    planner = Planner(cal, rs.groups)
-    events = load_events(s)
-    today = now.astimezone(tz).date()
+    """Plan every open occurrence of every branch again under the current calendar; apply what changed."""
     out = Redated()
-    occs = s.scalars(select(OccurrenceRow).where(OccurrenceRow.state == "open")).all()
+    cal = load_calendar(s)
+    for org in organisations(s):
+        _redate_org(s, org, cal, now, tz, reason, years, out)
+    if out.shifts or out.unflagged:
+        log.info("日历变化（%s）：%d 项截止日调整，%d 项不再是暂定日期", reason, len(out.shifts), out.unflagged)
+    return out
+
+
+def _redate_org(s: Session, org: str, cal: WorkCalendar, now: datetime, tz, reason: str, years: set[int] | None,
+                out: Redated) -> None:
+    rs = load_ruleset(s, org, only_enabled=False)
+    rules = {r.id: r for r in rs.rules}
+    added = {r.id: r.added_on for r in s.scalars(select(RuleRow).where(RuleRow.org == org))}
+    planner = Planner(cal, rs.groups)
+    events = load_events(s, tz, org)
+    today = now.astimezone(tz).date()
+    occs = s.scalars(select(OccurrenceRow).where(OccurrenceRow.org == org, OccurrenceRow.state == "open")).all()
     for occ in occs:
         if years is not None and not ({occ.due.year - 1, occ.due.year, occ.due.year + 1} & years):
             continue
@@ -73,44 +82,30 @@ def redate_open(s: Session, now: datetime, tz, reason: str, years: set[int] | No
             continue
         occ.due = match.due
         out.shifts.append(shift)
-        _replan_reminders(s, occ, rule, match.reminder_days, today, now, tz)
-        s.add(RuleChangeRow(at=now, rule_id=occ.rule_id, action="redated",
+        _replan_reminders(s, occ, rule, rs, match.reminder_days, today, now, tz)
+        s.add(RuleChangeRow(org=org, at=now, rule_id=occ.rule_id, action="redated",
                             before={"key": occ.key, "due": shift.old_due.isoformat()},
                             after={"key": occ.key, "due": shift.new_due.isoformat(),
                                    "provisional": match.provisional}, origin=reason))
         _notify_owner(s, occ, shift, rs, now)
-    if out.shifts or out.unflagged:
-        log.info("日历变化（%s）：%d 项截止日调整，%d 项不再是暂定日期", reason, len(out.shifts), out.unflagged)
-    return out
 
 
-def _replan_reminders(s: Session, occ: OccurrenceRow, rule, reminder_days, today: date, now: datetime, tz) -> None:
+def _replan_reminders(s: Session, occ: OccurrenceRow, rule, rs, reminder_days, today: date, now: datetime,
+                      tz) -> None:
     """Drop pending reminders of the old dates; plan the new ones that are still ahead."""
     new_days = {d.isoformat() for d in reminder_days}
     s.execute(update(DeliveryRow).where(
-        DeliveryRow.occurrence_key == occ.key, DeliveryRow.kind == "reminder", DeliveryRow.status == "pending",
+        DeliveryRow.org == occ.org, DeliveryRow.occurrence_key == occ.key, DeliveryRow.kind == "reminder", DeliveryRow.status == "pending",
         DeliveryRow.slot.not_in(new_days)).values(status="skipped", last_error="截止日期调整，改按新日期提醒"))
-    members = _members(s, occ.owner)
-    rows = [dict(key=f"{occ.key}|reminder|{d.isoformat()}|{pid}", occurrence_key=occ.key, kind="reminder",
-                 slot=d.isoformat(), recipient=pid, due_at=epoch(d, rule.at, tz), status="pending", attempts=0,
-                 created_at=now)
+    members = rs.members(occ.owner) if occ.owner else ()
+    rows = [delivery_row(occ.org, occ.key, "reminder", d.isoformat(), pid, epoch(d, rule.at, tz), now)
             for d in reminder_days if d >= today for pid in members]
     insert_ignore(s, DeliveryRow, rows)
 
 
-def _members(s: Session, ref: str | None) -> list[str]:
-    from .store import load_people_groups
-
-    if not ref:
-        return []
-    _people, groups = load_people_groups(s)
-    return list(groups.get(ref, (ref,)))
-
-
 def _notify_owner(s: Session, occ: OccurrenceRow, shift: Shift, rs, now: datetime) -> None:
     slot = f"{shift.old_due.isoformat()}>{shift.new_due.isoformat()}"
-    rows = [dict(key=f"{occ.key}|redate|{slot}|{pid}", occurrence_key=occ.key, kind="redate", slot=slot,
-                 recipient=pid, due_at=int(now.timestamp()), status="pending", attempts=0, created_at=now)
+    rows = [delivery_row(occ.org, occ.key, "redate", slot, pid, int(now.timestamp()), now)
             for pid in (rs.members(occ.owner) if occ.owner else ())]
     insert_ignore(s, DeliveryRow, rows)
 

@@ -289,6 +289,8 @@ def test_unknown_extension_is_refused_and_nothing_is_written(duban, workdir):
         r = duban("ledger", "export", "--out", name)
         assert r.code == 2 and ".xlsx" in r.err and ".csv" in r.err, r.err
         assert not (workdir / name).exists()
+    r = duban("ledger", "export", "--out", workdir / "no-such-dir" / "台账.xlsx")
+    assert r.code == 2 and "无法写入" in r.err, r.err
     assert [p.name for p in workdir.iterdir() if not p.name.startswith("duban.db")] == []
 
 
@@ -366,7 +368,33 @@ def test_history_lists_calendar_imports(duban, workdir):
     assert any("2027" in str(e) for e in entries)
 
 
-# --- 4. the writer -----------------------------------------------------------------------------
+# --- 4. one snapshot ----------------------------------------------------------------------------
+def test_the_export_reads_one_snapshot(duban, workdir, db_url):
+    """A completion committed while the ledger is being read does not show up half-way through."""
+    from sqlalchemy import func, select
+
+    from scheduler.app import App
+    from scheduler.ledger import _snapshot
+    from scheduler.models import CompletionRow
+
+    ok(duban("init", "--no-pack", url=db_url))  # leaves DUBAN_DATABASE_URL set for App()
+    other = sa.create_engine(db_url)
+    insert = sa.text("INSERT INTO completions (occurrence_key, at) VALUES ('x@1', CURRENT_TIMESTAMP)")
+    try:
+        app = App("2026-12-01T10:00")
+        with app.session() as s:
+            _snapshot(s)
+            before = s.scalar(select(func.count()).select_from(CompletionRow))
+            with other.begin() as c:
+                c.execute(insert)
+            assert s.scalar(select(func.count()).select_from(CompletionRow)) == before
+        with app.session() as s:
+            assert s.scalar(select(func.count()).select_from(CompletionRow)) == before + 1
+    finally:
+        other.dispose()
+
+
+# --- 5. the writer -----------------------------------------------------------------------------
 def test_xlsx_writer_widths_wrapping_and_long_sheets(tmp_path, monkeypatch):
     from datetime import UTC, datetime
 
@@ -381,7 +409,9 @@ def test_xlsx_writer_widths_wrapping_and_long_sheets(tmp_path, monkeypatch):
     rows = [[f"k{i}", "中文" * (i + 1), "x\x01y" if i == 0 else None, "a\nb"] for i in range(7)]
     with ledger.XlsxWriter(str(path), datetime(2026, 12, 1, tzinfo=UTC)) as xw:
         assert xw.add_sheet("表", ["编号", "名称", "杂", "多行"], rows, wrap={3}) == 7
-        assert xw.add_sheet("长" * 3, ["h"], [["v" * 200]]) == 1
+        assert xw.add_sheet("长" * 3, ["h"], [["v" * 200]], count=1) == 1  # known count: no temporary file
+        with pytest.raises(ValueError):
+            xw.add_sheet("错", ["h"], [["a"], ["b"]], count=1)
     wb = openpyxl.load_workbook(path)
     assert wb.sheetnames == ["表", "表（2）", "表（3）", "长长长"]
     got = [r for ws in wb.worksheets[:3] for r in read_sheet(ws)[1:]]
