@@ -38,7 +38,12 @@ def _app(now: str | None):
     if not ID_RE.match(org):
         raise DubanError(f"单位 id“{org}”无效：只能用小写英文字母、数字和连字符，例如 branch-01")
     limited = ctx.get_parameter_source("org") not in (None, click.core.ParameterSource.DEFAULT)
-    return App(now, org=org, org_limited=limited)
+    app = App(now, org=org, org_limited=limited)  # reads .env
+    from .logs import setup_logging
+
+    # every command logs warnings (failed sends…) to stderr, redacted; the service logs INFO by default
+    setup_logging(app.settings.get("DUBAN_LOG_LEVEL") or ("INFO" if ctx.invoked_subcommand == "run" else "WARNING"))
+    return app
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -774,17 +779,6 @@ def backup(out: str, now: str | None) -> None:
 # --- entry point -----------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; every user error is one Chinese message on stderr and a non-zero exit code."""
-    import os
-
-    from dotenv import find_dotenv, load_dotenv
-
-    from .logs import setup_logging
-
-    dotenv_path = find_dotenv(usecwd=True)  # DUBAN_LOG_LEVEL may be set there
-    if dotenv_path:
-        load_dotenv(dotenv_path, override=False)
-    # every command logs warnings (failed sends…) to stderr, redacted; `run` logs INFO by default
-    setup_logging(os.environ.get("DUBAN_LOG_LEVEL") or ("INFO" if argv_has_run(argv) else "WARNING"))
     try:
         code = cli.main(args=argv, prog_name="duban", standalone_mode=False)
         if isinstance(code, int):
@@ -816,11 +810,6 @@ def main(argv: list[str] | None = None) -> int:
                        "设置 DUBAN_LOG_LEVEL=DEBUG 后重试可看到详细信息，请报告给维护者。", err=True)
         return 1
     return 0
-
-
-def argv_has_run(argv: list[str] | None) -> bool:
-    args = sys.argv[1:] if argv is None else argv
-    return bool(args) and args[0] == "run"
 
 
 def console_main() -> None:
