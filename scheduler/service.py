@@ -67,7 +67,12 @@ def run_service(app: App, offset: timedelta, interval_seconds: int = 60) -> None
     hh, mm = (int(x) for x in s.digest_at.split(":"))
     scheduler.add_job(job, CronTrigger(hour=hh, minute=mm, timezone=s.tz), id="digest")
 
+    stopping = []
+
     def stop(signum, _frame) -> None:
+        if stopping:  # a second signal while the first waits for the running check: already stopping
+            return
+        stopping.append(signum)
         log.info("收到信号 %s，正在停止（等待本次检查完成）", signal.Signals(signum).name)
         scheduler.shutdown(wait=True)
 
