@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -22,22 +23,36 @@ class Recipient:
     mobile: str | None = None
 
 
-@dataclass(frozen=True)
 class Message:
-    """What one delivery says. `key` is the delivery's natural key: a resend carries the same tag."""
+    """What one delivery says. `key` is the delivery's natural key: a resend carries the same tag.
 
-    kind: str
-    subject: str
-    text: str
-    key: str
-    html: str | None = None
-    markdown: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    The HTML (email) and markdown (WeCom) bodies are rendered when a channel first asks for them:
+    most messages go out through one channel and need only one of them.
+    """
+
+    __slots__ = ("kind", "subject", "text", "key", "_html", "_markdown", "_render_other")
+
+    def __init__(self, kind: str, subject: str, text: str, key: str, html: str | None = None,
+                 markdown: str | None = None, render_other: Callable[[str], str] | None = None):
+        self.kind, self.subject, self.text, self.key = kind, subject, text, key
+        self._html, self._markdown, self._render_other = html, markdown, render_other
 
     @property
     def tag(self) -> str:
         """A short label for the delivery, shown in the message so a repeat is recognisable."""
         return hashlib.sha1(self.key.encode()).hexdigest()[:8]
+
+    @property
+    def html(self) -> str | None:
+        if self._html is None and self._render_other is not None:
+            self._html = self._render_other("html")
+        return self._html
+
+    @property
+    def markdown(self) -> str | None:
+        if self._markdown is None and self._render_other is not None:
+            self._markdown = self._render_other("md")
+        return self._markdown
 
 
 @lru_cache(maxsize=16)
@@ -67,6 +82,8 @@ def render(kind: str, context: dict[str, Any], key: str, user_dir: str | None = 
     subject = " ".join(env.get_template(f"{kind}.subject.j2").render(ctx).split())
     ctx["subject"] = subject
     text = env.get_template(f"{kind}.txt.j2").render(ctx)
-    html = env.get_template(f"{kind}.html.j2").render(ctx)
-    markdown = _environment(user_dir, markdown=True).get_template(f"{kind}.md.j2").render(ctx)
-    return Message(kind, subject, text, key, html=html, markdown=markdown)
+
+    def render_other(fmt: str) -> str:  # most messages need only one of these: render on demand
+        return _environment(user_dir, markdown=fmt == "md").get_template(f"{kind}.{fmt}.j2").render(ctx)
+
+    return Message(kind, subject, text, key, render_other=render_other)

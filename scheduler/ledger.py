@@ -71,6 +71,11 @@ class LedgerFilter:
     rules: tuple[str, ...] = ()
     org: str = DEFAULT_ORG
 
+    @property
+    def narrowed(self) -> bool:
+        """Whether only some of the branch's occurrences are selected (else no join is needed)."""
+        return self.first is not None or self.last is not None or bool(self.rules)
+
     def conditions(self) -> list[Any]:
         out: list[Any] = [OccurrenceRow.org == self.org]
         if self.first is not None:
@@ -232,6 +237,8 @@ def audit_rows(entries: Iterable[dict[str, Any]], local: _Local) -> Iterator[lis
 # --- the ledger ------------------------------------------------------------------------------
 def _joined(q, model, flt: LedgerFilter):
     """Rows of `model` (keyed by occurrence_key) for the occurrences the filter selects."""
+    if not flt.narrowed:
+        return q.where(model.org == flt.org)
     return q.join(OccurrenceRow, (OccurrenceRow.key == model.occurrence_key) & (OccurrenceRow.org == model.org)
                   ).where(*flt.conditions())
 
@@ -267,6 +274,8 @@ def _attempts(s: Session, flt: LedgerFilter, tz: ZoneInfo) -> list[tuple]:
             DeliveryRow.occurrence_key, DeliveryRow.kind, DeliveryRow.recipient)
     base = select(*cols).join(DeliveryRow, DeliveryRow.id == AttemptRow.delivery_id)
     order = (AttemptRow.started_at, AttemptRow.id)
+    if not flt.narrowed:  # the whole branch, digests included: no join
+        return list(_fetch(conn, base.where(DeliveryRow.org == flt.org).order_by(*order)))
     conds = flt.conditions()
     rows = list(_fetch(conn, base.join(OccurrenceRow, (OccurrenceRow.key == DeliveryRow.occurrence_key)
                                        & (OccurrenceRow.org == DeliveryRow.org)).where(*conds).order_by(*order)))

@@ -89,20 +89,23 @@ def status_rows(s: Session, now: datetime, *, closed_days: int = 30, org: str = 
     """A branch's open occurrences, and those closed in the last `closed_days` days, most urgent first."""
     today = now.date()
     since = now - timedelta(days=closed_days)
-    occs = s.scalars(select(OccurrenceRow).where(
-        OccurrenceRow.org == org, or_(OccurrenceRow.state == "open", OccurrenceRow.closed_at >= since))
-        .order_by(OccurrenceRow.due, OccurrenceRow.key)).all()
+    occ = OccurrenceRow  # plain columns, not ORM objects: status may list tens of thousands
+    occs = s.execute(select(occ.key, occ.rule_id, occ.title, occ.owner, occ.opens, occ.due, occ.state, occ.done_count, occ.quota,
+        occ.provisional).where(occ.org == org, or_(occ.state == "open", occ.closed_at >= since))).all()
     escalated = set(s.scalars(select(DeliveryRow.occurrence_key).where(
-        DeliveryRow.org == org, DeliveryRow.kind == "escalation", DeliveryRow.status == "sent",
-        DeliveryRow.occurrence_key.in_([o.key for o in occs if o.state == "open" and o.due < today]))))
+        DeliveryRow.org == org, DeliveryRow.kind == "escalation", DeliveryRow.status == "sent")))
     order = {"overdue": 0, "due-soon": 1, "open": 2, "done": 3, "waived": 4}
+    soon = today + timedelta(days=DUE_SOON_DAYS)
     out = []
-    for o in occs:
-        st = state_of(o, today)
-        out.append({"key": o.key, "rule": o.rule_id, "title": o.title, "owner": o.owner, "opens": o.opens.isoformat(),
-                    "due": o.due.isoformat(), "state": st, "done_count": o.done_count, "quota": o.quota,
-                    "days_overdue": max((today - o.due).days, 0) if st == "overdue" else 0,
-                    "escalated": o.key in escalated, "provisional": o.provisional})
+    for key, rule_id, title, owner, opens, due, state, done_count, quota, provisional in occs:
+        if state != "open":
+            st = state
+        else:
+            st = "overdue" if today > due else ("due-soon" if due <= soon else "open")
+        out.append({"key": key, "rule": rule_id, "title": title, "owner": owner, "opens": opens.isoformat(),
+                    "due": due.isoformat(), "state": st, "done_count": done_count, "quota": quota,
+                    "days_overdue": (today - due).days if st == "overdue" else 0,
+                    "escalated": key in escalated, "provisional": provisional})
     out.sort(key=lambda r: (order[r["state"]], r["due"], r["key"]))
     return out
 
