@@ -46,7 +46,8 @@ def _app(now: str | None):
     return app
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+             options_metavar="[选项]", subcommand_metavar="命令 [参数]...")
 @click.version_option(package_name="duban", message="duban %(version)s")
 @click.option("--org", envvar="DUBAN_ORG", default="default", show_default=True, metavar="单位",
               help="只处理这个单位（支部）的规则、人员和事项；一个单位使用时不用写。也可设 DUBAN_ORG。")
@@ -774,6 +775,18 @@ def backup(out: str, now: str | None) -> None:
     require_schema(app.engine)
     size = backup_sqlite(app.engine, out)
     say(f"已备份到 {out}（{size / 1024:.0f} KB）。恢复：停止服务，用它替换 DUBAN_DATABASE_URL 指向的文件，再启动。")
+
+
+def _chinese_metavars(group: click.Group) -> None:
+    """`[OPTIONS]` and `COMMAND [ARGS]...` in every usage line, in Chinese."""
+    for cmd in group.commands.values():
+        cmd.options_metavar = "[选项]"
+        if isinstance(cmd, click.Group):
+            cmd.subcommand_metavar = "命令 [参数]..."
+            _chinese_metavars(cmd)
+
+
+_chinese_metavars(cli)
 
 
 # --- entry point -----------------------------------------------------------------------------

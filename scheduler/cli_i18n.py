@@ -25,6 +25,8 @@ _ZH = {
     "{name} {filename!r} is a directory.": "{filename!r} 是一个目录。",
     "Aborted!": "已取消。",
     "default: {default}": "默认：{default}",
+    "required": "必填",
+    "env var: {var}": "环境变量：{var}",
     "Choose from:\n\t{choices}": "可选：\n\t{choices}",
     "Argument {name!r} takes {nargs} values.": "参数 {name!r} 需要 {nargs} 个值。",
     "file": "文件",
