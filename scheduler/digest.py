@@ -14,7 +14,7 @@ from rules.calendar import WorkCalendar
 
 from .channel_state import disabled_channels
 from .materialize import delivery_key, delivery_row, epoch, insert_ignore
-from .models import DEFAULT_ORG, CompletionRow, DeliveryRow, OccurrenceRow, RuleChangeRow
+from .models import DEFAULT_ORG, AttemptRow, CompletionRow, DeliveryRow, OccurrenceRow, RuleChangeRow
 from .occurrences import status_rows
 from .routing import recipient
 from .store import load_calendar, load_people_groups, organisations
@@ -50,13 +50,39 @@ def digest_context(s: Session, now: datetime, tz: ZoneInfo | None = None, org: s
     failures = [f"{KIND_NAMES.get(d.kind, d.kind)} → {d.recipient}（{d.occurrence_key or d.slot}）：{d.last_error}"
                 for d in dead]
     warnings = [f"渠道“{v['label']}”已停用：{v['reason']}" for v in disabled_channels(s).values()]
+    warnings += channel_trouble(s, now, org)
     warnings += calendar_warnings(load_calendar(s), today)
-    if any(r["provisional"] for r in rows):
+    if any(r["provisional"] for r in rows) and not any("暂定" in w for w in warnings):
         warnings.append("部分截止日所在年份尚无官方放假安排，日期为暂定（标“暂定”），安排公布后请导入")
     return {"today": today, "overdue": [named(r) for r in rows if r["state"] == "overdue"],
             "due_soon": [named(r) for r in rows if r["state"] == "due-soon"],
             "progress": [named(r) for r in rows if r["quota"] > 1 and r["state"] not in ("overdue", "due-soon")],
             "completions": completions, "failures": failures, "warnings": warnings, "redated": redated}
+
+
+CHANNEL_LABELS = {"email": "邮件", "wecom-app": "企业微信应用消息", "wecom-robot": "企业微信群机器人",
+                  "console": "控制台"}
+
+
+def channel_trouble(s: Session, now: datetime, org: str) -> list[str]:
+    """A channel that failed in the last 24 hours is reported (through whichever channel delivers
+    the digest), even while its messages are still being retried."""
+    rows = s.execute(select(AttemptRow.channel, func.count(), func.max(AttemptRow.id)).join(
+        DeliveryRow, DeliveryRow.id == AttemptRow.delivery_id).where(
+        DeliveryRow.org == org, AttemptRow.outcome.in_(("failed", "dead")),
+        AttemptRow.started_at > now - timedelta(days=1)).group_by(AttemptRow.channel)).all()
+    if not rows:
+        return []
+    pending = s.scalar(select(func.count()).select_from(DeliveryRow).where(
+        DeliveryRow.org == org, DeliveryRow.status == "pending", DeliveryRow.attempts > 0,
+        DeliveryRow.last_error.is_not(None)))
+    out = []
+    for channel, n, last_id in rows:
+        error = s.get(AttemptRow, last_id).error or ""
+        label = CHANNEL_LABELS.get(channel or "", channel or "未知渠道")
+        out.append(f"{label}最近 24 小时发送失败 {n} 次（{error[:80]}）"
+                   + (f"，{pending} 条消息等待重试" if pending else ""))
+    return out
 
 
 def calendar_warnings(cal: WorkCalendar, today: date) -> list[str]:
