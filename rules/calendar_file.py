@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from .calendar import YearOverride
@@ -19,6 +19,8 @@ _KEYS = ("year", "source", "holidays", "workdays")
 
 
 def _parse_day(v: Any) -> date:
+    if isinstance(v, datetime):
+        raise ValueError(f"“{v}”带有时间，应只写日期 YYYY-MM-DD")
     if isinstance(v, date):
         return v
     return date.fromisoformat(str(v).strip())
@@ -66,7 +68,7 @@ def parse_calendar_text(text: str, filename: str) -> YearOverride:
                         raise ValueError(f"日期 {d} 不属于 {year} 年（只允许相邻年份的调休日）")
                     days[key].add(d)
             except ValueError as e:
-                msg = str(e) if "日" in str(e) else f"“{item}”不是有效日期，应写成 YYYY-MM-DD 或 A..B 范围"
+                msg = str(e) if ("日" in str(e) or "时间" in str(e)) else f"“{item}”不是有效日期，应写成 YYYY-MM-DD 或 A..B 范围"
                 err(msg, key, i)
     for d in sorted(days["workdays"]):
         if d.weekday() < 5:

@@ -26,6 +26,13 @@ ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 REF_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _AT_RE = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 _LEAP = 2024
+YEARS = (1950, 2200)  # dates outside this span are typing mistakes, and date arithmetic overflows near 1 and 9999
+
+
+def check_year(d: date, what: str) -> date:
+    if not YEARS[0] <= d.year <= YEARS[1]:
+        raise ValueError(f"{what} {d} 的年份不合理（应在 {YEARS[0]}–{YEARS[1]} 年之间）")
+    return d
 
 
 def _offset_text(v: Any) -> str:
@@ -147,6 +154,11 @@ class WindowModel(_Strict):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
+    @field_validator("from_", "to")
+    @classmethod
+    def _year(cls, v: date) -> date:
+        return check_year(v, "日期")
+
     @model_validator(mode="after")
     def _order(self) -> WindowModel:
         if self.to < self.from_:
@@ -193,6 +205,11 @@ class RuleModel(_Strict):
         if not ID_RE.match(v):
             raise ValueError(f"id“{v}”无效：只能用小写英文字母、数字和连字符（-），例如 party-day")
         return v
+
+    @field_validator("start")
+    @classmethod
+    def _start(cls, v: date | None) -> date | None:
+        return None if v is None else check_year(v, "start")
 
     @field_validator("event")
     @classmethod

@@ -10,6 +10,8 @@ import yaml
 from .errors import RuleFileError
 
 Path = tuple[Any, ...]
+# tags a mapping key may carry: plain text, numbers, dates (not <<, sets, custom !tags)
+PLAIN_KEY_TAGS = {"tag:yaml.org,2002:" + t for t in ("str", "int", "float", "bool", "null", "timestamp")}
 
 
 # libyaml's parser when available (several times faster); nodes carry line numbers either way
@@ -69,29 +71,38 @@ def load_with_lines(text: str, filename: str) -> tuple[Any, dict[Path, int]]:
         return None, lines
     constructors = loader.yaml_constructors
 
-    def build(n: yaml.Node, path: Path) -> Any:
+    def build(n: yaml.Node, path: Path, parents: frozenset[int]) -> Any:
         lines.setdefault(path, n.start_mark.line + 1)
+        if id(n) in parents:  # an alias that refers to a node containing it
+            raise RuleFileError("锚点（&）引用了它自己，无法展开", file=filename, line=n.start_mark.line + 1)
         if isinstance(n, yaml.MappingNode):
+            inner = parents | {id(n)}
             out: dict[Any, Any] = {}
             for k, v in n.value:
-                key = loader.construct_object(k, deep=True)
-                if isinstance(key, list | dict):
-                    raise RuleFileError("键必须是简单的文字", file=filename, line=k.start_mark.line + 1)
+                if not isinstance(k, yaml.ScalarNode) or k.tag not in PLAIN_KEY_TAGS:
+                    raise RuleFileError("键必须是简单的文字（不支持 <<、!标签 或复合键）", file=filename,
+                                        line=k.start_mark.line + 1)
+                key = scalar(k)
                 if key in out:
                     raise RuleFileError(f"键“{key}”重复出现", file=filename, line=k.start_mark.line + 1, key=str(key))
                 lines[path + (key,)] = k.start_mark.line + 1
-                out[key] = build(v, path + (key,))
+                out[key] = build(v, path + (key,), inner)
             return out
         if isinstance(n, yaml.SequenceNode):
-            return [build(v, path + (i,)) for i, v in enumerate(n.value)]
-        try:
-            if n.tag == "tag:yaml.org,2002:str":
-                return n.value  # most scalars: skip the generic constructor machinery
-            return constructors[n.tag](loader, n)
-        except (yaml.YAMLError, ValueError, KeyError) as e:
-            raise RuleFileError(f"无法识别的取值“{n.value}”（{e}）", file=filename, line=n.start_mark.line + 1) from None
+            inner = parents | {id(n)}
+            return [build(v, path + (i,), inner) for i, v in enumerate(n.value)]
+        return scalar(n)
 
-    return build(node, ()), lines
+    def scalar(n: yaml.Node) -> Any:
+        if n.tag == "tag:yaml.org,2002:str":
+            return n.value  # most scalars: skip the generic constructor machinery
+        try:
+            return constructors[n.tag](loader, n)
+        except Exception:  # noqa: BLE001 - PyYAML raises many kinds for odd tags; all mean "not a value"
+            raise RuleFileError(f"无法识别的取值“{str(n.value)[:60]}”（{n.tag.rpartition(':')[2]}）",
+                                file=filename, line=n.start_mark.line + 1) from None
+
+    return build(node, (), frozenset()), lines
 
 
 def line_of(lines: dict[Path, int], path: Path) -> int | None:

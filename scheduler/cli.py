@@ -303,8 +303,11 @@ def rules_export(out: str | None, now: str | None) -> None:
     header = f"# duban 规则导出，{app.now:%Y-%m-%d %H:%M}。可用 duban rules import 原样导入。\n"
     text = header + yaml.safe_dump(doc, allow_unicode=True, sort_keys=False, width=120)
     if out:
-        with open(out, "w", encoding="utf-8") as f:
-            f.write(text)
+        try:
+            with open(out, "w", encoding="utf-8") as f:
+                f.write(text)
+        except OSError as e:
+            raise DubanError(f"无法写入 {out}（{e.strerror}）：请检查目录是否存在、是否有写权限") from None
         say(f"已导出 {len(doc['rules'])} 条规则到 {out}")
     else:
         sys.stdout.write(text)
@@ -429,7 +432,7 @@ def calendar() -> None:
 
 
 @calendar.command("show")
-@click.argument("year", type=int, metavar="年份")
+@click.argument("year", type=click.IntRange(1950, 2200), metavar="年份")
 @format_option
 @now_option
 def calendar_show(year: int, fmt: str, now: str | None) -> None:

@@ -6,6 +6,7 @@ from datetime import date, datetime, time
 from zoneinfo import ZoneInfo
 
 from rules.errors import DubanError
+from rules.model import YEARS
 
 # A date given without a time means midday: after the usual reminder times, within office hours.
 DATE_ONLY_TIME = time(12, 0)
@@ -18,15 +19,24 @@ def parse_now(text: str | None, tz: ZoneInfo) -> datetime:
     s = text.strip()
     try:
         if len(s) == 10:
-            return datetime.combine(date.fromisoformat(s), DATE_ONLY_TIME, tz)
-        dt = datetime.fromisoformat(s)
+            dt = datetime.combine(date.fromisoformat(s), DATE_ONLY_TIME, tz)
+        else:
+            dt = datetime.fromisoformat(s)
     except ValueError:
         raise DubanError(f"--now 的取值“{text}”无效，应写成 2026-12-14T09:00 或 2026-12-14") from None
+    _sane(dt.date(), "--now")
     return dt.replace(tzinfo=tz) if dt.tzinfo is None else dt.astimezone(tz)
 
 
 def parse_date(text: str, option: str) -> date:
     try:
-        return date.fromisoformat(text.strip())
+        d = date.fromisoformat(text.strip())
     except ValueError:
         raise DubanError(f"{option} 的取值“{text}”不是有效日期，应写成 YYYY-MM-DD，例如 2026-12-15") from None
+    return _sane(d, option)
+
+
+def _sane(d: date, option: str) -> date:
+    if not YEARS[0] <= d.year <= YEARS[1]:
+        raise DubanError(f"{option} 的年份 {d.year} 不合理（应在 {YEARS[0]}–{YEARS[1]} 年之间）")
+    return d

@@ -147,6 +147,8 @@ def backup_sqlite(engine: Engine, out: str) -> int:
     src_path = engine.url.database
     if os.path.exists(out):
         raise DubanError(f"{out} 已存在：请换一个文件名，或先删除它")
+    if not os.path.isdir(os.path.dirname(os.path.abspath(out))):
+        raise DubanError(f"{out} 所在的目录不存在：请先创建它")
     src = sqlite3.connect(src_path, timeout=30)
     try:
         fd = os.open(out, os.O_CREAT | os.O_WRONLY | os.O_EXCL, 0o600)  # the copy holds personal data
