@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event, inspect, text
@@ -55,10 +56,16 @@ def _secure_sqlite_file(engine: Engine) -> None:
         os.close(fd)
 
 
+@lru_cache(maxsize=8)
+def _sessionmaker(engine: Engine) -> sessionmaker:
+    """One factory per engine: building one per transaction costs more than the transaction."""
+    return sessionmaker(engine, expire_on_commit=False)
+
+
 @contextmanager
 def session_scope(engine: Engine) -> Iterator[Session]:
     """One transaction: committed when the block ends, rolled back on any error."""
-    session = sessionmaker(engine, expire_on_commit=False)()
+    session = _sessionmaker(engine)()
     try:
         yield session
         session.commit()

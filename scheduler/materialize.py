@@ -47,10 +47,13 @@ def insert_ignore(session: Session, model: type, rows: list[dict[str, Any]]) -> 
         from sqlalchemy.dialects.sqlite import insert
     else:  # pragma: no cover - only the two supported databases
         raise NotImplementedError(dialect)
+    # Core, not the ORM: no objects are built for rows that are only written (10^5 reminders at a time)
+    table = model.__table__
+    stmt = insert(table).on_conflict_do_nothing().returning(table.c.id)
+    conn = session.connection()
     total = 0
-    stmt = insert(model).on_conflict_do_nothing().returning(model.id)
-    for i in range(0, len(rows), 500):
-        total += len(session.execute(stmt, rows[i:i + 500]).all())
+    for i in range(0, len(rows), 2000):
+        total += len(conn.execute(stmt, rows[i:i + 2000]).all())
     return total
 
 

@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from rules.calendar import WorkCalendar
@@ -58,22 +58,26 @@ def _redate_org(s: Session, org: str, cal: WorkCalendar, now: datetime, tz, reas
     rs = load_ruleset(s, org, only_enabled=False)
     rules = {r.id: r for r in rs.rules}
     added = {r.id: r.added_on for r in s.scalars(select(RuleRow).where(RuleRow.org == org))}
-    planner = Planner(cal, rs.groups)
     events = load_events(s, tz, org)
     today = now.astimezone(tz).date()
-    occs = s.scalars(select(OccurrenceRow).where(OccurrenceRow.org == org, OccurrenceRow.state == "open")).all()
+    occs = [o for o in s.scalars(select(OccurrenceRow).where(OccurrenceRow.org == org, OccurrenceRow.state == "open"))
+            if o.rule_id in rules and (years is None or {o.due.year - 1, o.due.year, o.due.year + 1} & years)]
+    # plan each rule once, over the span of its open occurrences, and find them by key
+    by_rule: dict[str, list[OccurrenceRow]] = {}
+    for o in occs:
+        by_rule.setdefault(o.rule_id, []).append(o)
+    planner = Planner(cal, rs.groups)
+    planned = {}
+    for rule_id, group in by_rule.items():
+        rule = rules[rule_id]
+        rule = dataclasses.replace(rule, start=effective_start(rule, added.get(rule_id, min(o.opens for o in group))))
+        first = min(o.due for o in group) - timedelta(days=40)
+        last = max(o.due for o in group) + timedelta(days=40)
+        planned.update((o.key, (rule, o)) for o in planner.plan([rule], first, last, events))
+    moved: list[tuple[OccurrenceRow, object, Shift]] = []
     for occ in occs:
-        if years is not None and not ({occ.due.year - 1, occ.due.year, occ.due.year + 1} & years):
-            continue
-        rule = rules.get(occ.rule_id)
-        if rule is None:
-            continue
-        rule = dataclasses.replace(rule, start=effective_start(rule, added.get(rule.id, occ.opens)))
-        window = (occ.due - timedelta(days=40), occ.due + timedelta(days=40))
-        match = next((o for o in planner.plan([rule], *window, events) if o.key == occ.key), None)
-        if match is None:
-            continue
-        if match.due == occ.due and match.provisional == occ.provisional:
+        rule, match = planned.get(occ.key, (None, None))
+        if match is None or (match.due == occ.due and match.provisional == occ.provisional):
             continue
         shift = Shift(occ.key, occ.title, occ.due, match.due, occ.provisional, match.provisional)
         occ.provisional = match.provisional
@@ -82,32 +86,39 @@ def _redate_org(s: Session, org: str, cal: WorkCalendar, now: datetime, tz, reas
             continue
         occ.due = match.due
         out.shifts.append(shift)
-        _replan_reminders(s, occ, rule, rs, match.reminder_days, today, now, tz)
-        s.add(RuleChangeRow(org=org, at=now, rule_id=occ.rule_id, action="redated",
-                            before={"key": occ.key, "due": shift.old_due.isoformat()},
-                            after={"key": occ.key, "due": shift.new_due.isoformat(),
-                                   "provisional": match.provisional}, origin=reason))
-        _notify_owner(s, occ, shift, rs, now)
+        moved.append((occ, (rule, match), shift))
+    if moved:
+        _apply_moves(s, org, rs, moved, today, now, tz, reason)
 
 
-def _replan_reminders(s: Session, occ: OccurrenceRow, rule, rs, reminder_days, today: date, now: datetime,
-                      tz) -> None:
-    """Drop pending reminders of the old dates; plan the new ones that are still ahead."""
-    new_days = {d.isoformat() for d in reminder_days}
-    s.execute(update(DeliveryRow).where(
-        DeliveryRow.org == occ.org, DeliveryRow.occurrence_key == occ.key, DeliveryRow.kind == "reminder", DeliveryRow.status == "pending",
-        DeliveryRow.slot.not_in(new_days)).values(status="skipped", last_error="截止日期调整，改按新日期提醒"))
-    members = rs.members(occ.owner) if occ.owner else ()
-    rows = [delivery_row(occ.org, occ.key, "reminder", d.isoformat(), pid, epoch(d, rule.at, tz), now)
-            for d in reminder_days if d >= today for pid in members]
-    insert_ignore(s, DeliveryRow, rows)
-
-
-def _notify_owner(s: Session, occ: OccurrenceRow, shift: Shift, rs, now: datetime) -> None:
-    slot = f"{shift.old_due.isoformat()}>{shift.new_due.isoformat()}"
-    rows = [delivery_row(occ.org, occ.key, "redate", slot, pid, int(now.timestamp()), now)
-            for pid in (rs.members(occ.owner) if occ.owner else ())]
-    insert_ignore(s, DeliveryRow, rows)
+def _apply_moves(s: Session, org: str, rs, moved, today: date, now: datetime, tz, reason: str) -> None:
+    """For the moved occurrences, in a few set-based statements: drop the pending reminders of old
+    days, plan the new reminder days still ahead, tell each owner once, record each shift."""
+    new_days = {occ.key: {d.isoformat() for d in match.reminder_days} for occ, (_rule, match), _sh in moved}
+    stale: list[int] = []
+    keys = list(new_days)
+    for i in range(0, len(keys), 500):
+        rows = s.execute(select(DeliveryRow.id, DeliveryRow.occurrence_key, DeliveryRow.slot).where(
+            DeliveryRow.org == org, DeliveryRow.kind == "reminder", DeliveryRow.status == "pending",
+            DeliveryRow.occurrence_key.in_(keys[i:i + 500]))).all()
+        stale += [did for did, key, slot in rows if slot not in new_days[key]]
+    for i in range(0, len(stale), 500):
+        s.execute(update(DeliveryRow).where(DeliveryRow.id.in_(stale[i:i + 500]))
+                  .values(status="skipped", last_error="截止日期调整，改按新日期提醒")
+                  .execution_options(synchronize_session=False))
+    deliveries, audit = [], []
+    stamp = int(now.timestamp())
+    for occ, (rule, match), shift in moved:
+        members = rs.members(occ.owner) if occ.owner else ()
+        deliveries += [delivery_row(org, occ.key, "reminder", d.isoformat(), pid, epoch(d, rule.at, tz), now)
+                       for d in match.reminder_days if d >= today for pid in members]
+        slot = f"{shift.old_due.isoformat()}>{shift.new_due.isoformat()}"
+        deliveries += [delivery_row(org, occ.key, "redate", slot, pid, stamp, now) for pid in members]
+        audit.append(dict(org=org, at=now, rule_id=occ.rule_id, action="redated", origin=reason,
+                          before={"key": occ.key, "due": shift.old_due.isoformat()},
+                          after={"key": occ.key, "due": shift.new_due.isoformat(), "provisional": match.provisional}))
+    insert_ignore(s, DeliveryRow, deliveries)
+    s.execute(insert(RuleChangeRow), audit)
 
 
 def refresh_fingerprints(s: Session, now: datetime, tz) -> set[int]:
