@@ -519,7 +519,7 @@ def event_add(etype: str, day: str, title: str | None, now: str | None) -> None:
         row = EventRow(org=app.org, type=etype, date=d, title=title, recorded_at=app.now)
         s.add(row)
         s.flush()
-        bump_config(s)
+        bump_config(s, app.org)
         occs = Planner(load_calendar(s), rs.groups).plan([r for r in rs.rules if r.event == etype],
                                                           d - timedelta(days=400), d + timedelta(days=400),
                                                           [Event(row.id, etype, d, title)])

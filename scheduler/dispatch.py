@@ -134,7 +134,10 @@ class Dispatcher:
              result: Dispatched) -> None:
         with session_scope(self.engine) as s:
             d = s.get(DeliveryRow, did)
-            people = people_by_org.get(d.org, {})
+            try:
+                people = people_by_org[d.org]  # PeopleByOrg loads a branch on first use
+            except KeyError:
+                people = {}
             if d.lease_owner != self.worker or d.status != "sending":
                 result.lost_lease += 1  # our claim lapsed while earlier sends of the batch ran
                 return

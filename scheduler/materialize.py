@@ -22,7 +22,7 @@ from rules.model import Rule
 from rules.planner import Planner
 
 from .models import DEFAULT_ORG, DeliveryRow, OccurrenceRow, RuleRow
-from .state import CONFIG_VERSION, get_state, set_state
+from .state import CONFIG_VERSION, set_state, states_with_prefix
 from .store import load_calendar, load_events, load_ruleset, organisations
 
 LOOKBACK = timedelta(days=400)  # how far back a returning service still creates missed occurrences
@@ -83,29 +83,52 @@ class Materializer:
         self.today = now.astimezone(tz).date()
 
     # --- when to plan again ------------------------------------------------------------------
-    def needed(self) -> bool:
-        marker = get_state(self.s, MARKER)
-        return marker != {"date": self.today.isoformat(), "version": get_state(self.s, CONFIG_VERSION, 0)}
+    def pending_orgs(self) -> list[str]:
+        """The branches to plan: each once a day, and again after its rules, people or events (or the
+        shared calendar) changed. Two queries, however many branches."""
+        versions = states_with_prefix(self.s, CONFIG_VERSION)
+        markers = states_with_prefix(self.s, MARKER + ":")
+        shared = versions.get(CONFIG_VERSION, 0)
+        day = self.today.isoformat()
+        return [org for org in organisations(self.s)
+                if markers.get(f"{MARKER}:{org}") != {"date": day, "shared": shared,
+                                                       "own": versions.get(f"{CONFIG_VERSION}:{org}", 0)}]
 
-    def run(self, force: bool = False, orgs: list[str] | None = None) -> Planned:
-        """Plan every branch (once a day or after a change), or only `orgs` (always, marker untouched)."""
-        if orgs is None and not force and not self.needed():
-            return Planned()
+    def needed(self) -> bool:
+        return bool(self.pending_orgs())
+
+    def check_calendar(self) -> None:
+        """A `holidays` release that changed a year re-dates what depends on it (see redate.py)."""
         from .redate import check_library_calendar  # here: redate builds on this module
 
         check_library_calendar(self.s, self.now, self.tz)
-        version = get_state(self.s, CONFIG_VERSION, 0)
-        cal = load_calendar(self.s)
+
+    def run(self, force: bool = False, orgs: list[str] | None = None) -> Planned:
+        """Plan the branches that need it (`force`: all of them; `orgs`: those of them that need it)."""
+        self.check_calendar()
+        todo = organisations(self.s) if force else self.pending_orgs()
+        if orgs is not None:
+            todo = [o for o in todo if o in orgs]
         result = Planned()
-        for org in orgs if orgs is not None else organisations(self.s):  # each branch: own rules, people, events
-            self.org = org
-            rs = load_ruleset(self.s, org, only_enabled=True)
-            planned = self.occurrences(rs, cal)
+        cal = load_calendar(self.s)
+        for org in todo:
+            planned = self.plan_org(org, cal)
             result.occurrences += planned.occurrences
-            result.deliveries += planned.deliveries + self.overdue(rs, cal)
-        if orgs is None:
-            set_state(self.s, MARKER, {"date": self.today.isoformat(), "version": version})
+            result.deliveries += planned.deliveries
         return result
+
+    def plan_org(self, org: str, cal: WorkCalendar | None = None) -> Planned:
+        """Plan one branch: its occurrences, reminders, overdue alerts and escalations up to today."""
+        versions = states_with_prefix(self.s, CONFIG_VERSION)
+        marker = {"date": self.today.isoformat(), "shared": versions.get(CONFIG_VERSION, 0),
+                  "own": versions.get(f"{CONFIG_VERSION}:{org}", 0)}
+        cal = cal or load_calendar(self.s)
+        self.org = org
+        rs = load_ruleset(self.s, org, only_enabled=True)
+        planned = self.occurrences(rs, cal)
+        planned.deliveries += self.overdue(rs, cal)
+        set_state(self.s, f"{MARKER}:{org}", marker)
+        return planned
 
     # --- occurrences and their reminders -----------------------------------------------------
     def occurrences(self, rs: RuleSet, cal: WorkCalendar) -> Planned:

@@ -155,6 +155,8 @@ class OccurrenceRow(Base):
 
 class CompletionRow(Base):
     __tablename__ = "completions"
+    __table_args__ = (Index("ix_completions_org_at", "org", "at"),
+                      Index("ix_completions_org_occurrence", "org", "occurrence_key"))
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     org: Mapped[str] = org_column()
     occurrence_key: Mapped[str] = mapped_column(String(200), index=True)
@@ -166,6 +168,7 @@ class CompletionRow(Base):
 
 class WaiverRow(Base):
     __tablename__ = "waivers"
+    __table_args__ = (Index("ix_waivers_org_occurrence", "org", "occurrence_key"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     org: Mapped[str] = org_column()
     occurrence_key: Mapped[str] = mapped_column(String(200), index=True)
@@ -204,6 +207,7 @@ class AttemptRow(Base):
     """Every delivery attempt, written before the send and completed after it."""
 
     __tablename__ = "delivery_attempts"
+    __table_args__ = (Index("ix_attempts_outcome_started", "outcome", "started_at"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     delivery_id: Mapped[int] = mapped_column(Integer, index=True)
     worker: Mapped[str] = mapped_column(String(100))

@@ -29,6 +29,14 @@ def set_state(session: Session, key: str, value: Any) -> None:
             session.expire(obj)  # a row loaded before now no longer says what the table holds
 
 
-def bump_config(session: Session) -> None:
-    """Rules, people, events or the calendar changed: the next tick plans again."""
-    set_state(session, CONFIG_VERSION, int(get_state(session, CONFIG_VERSION, 0)) + 1)
+def bump_config(session: Session, org: str | None = None) -> None:
+    """Something the plan depends on changed: a branch's rules, people or events (`org`), or the
+    calendar that every branch shares (no `org`). The next tick plans the branches concerned again."""
+    key = CONFIG_VERSION if org is None else f"{CONFIG_VERSION}:{org}"
+    set_state(session, key, int(get_state(session, key, 0)) + 1)
+
+
+def states_with_prefix(session: Session, prefix: str) -> dict[str, Any]:
+    from sqlalchemy import select
+
+    return {r.key: r.value for r in session.scalars(select(StateRow).where(StateRow.key.like(prefix + "%")))}

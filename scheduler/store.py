@@ -95,7 +95,7 @@ def import_ruleset(session: Session, rs: RuleSet, *, now: datetime, origin: str,
             updated.append(rule.id)
         else:
             unchanged.append(rule.id)
-    bump_config(session)  # people or groups may have changed too
+    bump_config(session, org)  # people or groups may have changed too
     session.flush()
     return ImportSummary(added, updated, unchanged, len(rs.people), len(rs.groups))
 
@@ -108,7 +108,7 @@ def set_enabled(session: Session, rule_id: str, enabled: bool, *, now: datetime,
     if row.enabled == enabled:
         return False
     row.enabled, row.updated_at = enabled, now
-    bump_config(session)
+    bump_config(session, org)
     _audit(session, org, now, rule_id, "enabled" if enabled else "disabled", {"enabled": not enabled},
            {"enabled": enabled}, "命令行")
     return True

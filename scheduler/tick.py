@@ -14,9 +14,22 @@ from .dispatch import LEASE_SECONDS, Dispatched, Dispatcher
 from .materialize import Materializer, Planned
 from .routing import ConfiguredChannel, configured_channels
 from .settings import Settings
-from .store import load_people_groups, organisations
+from .store import load_people_groups
 
 log = logging.getLogger("duban.tick")
+
+
+class PeopleByOrg(dict):
+    """Each branch's people, loaded the first time a delivery of that branch needs them."""
+
+    def __init__(self, engine: Engine):
+        super().__init__()
+        self.engine = engine
+
+    def __missing__(self, org: str):
+        with session_scope(self.engine) as s:
+            people = self[org] = load_people_groups(s, org)[0]
+        return people
 
 
 @dataclass
@@ -30,8 +43,16 @@ def tick(engine: Engine, settings: Settings, now: datetime, channels: list[Confi
     """Create occurrences and deliveries up to `now`, then claim, send and mark what is due
     (for every branch, or only `org`)."""
     with session_scope(engine) as s:
-        planned = Materializer(s, now, settings.tz, settings.digest_to).run(orgs=[org] if org else None)
-        people = {o: load_people_groups(s, o)[0] for o in ([org] if org else organisations(s))}
+        m = Materializer(s, now, settings.tz, settings.digest_to)
+        m.check_calendar()
+        todo = [o for o in m.pending_orgs() if org is None or o == org]
+    planned = Planned()
+    for o in todo:  # one transaction per branch: a district's plan never holds the write lock for long
+        with session_scope(engine) as s:
+            p = Materializer(s, now, settings.tz, settings.digest_to).plan_org(o)
+        planned.occurrences += p.occurrences
+        planned.deliveries += p.deliveries
+    people = PeopleByOrg(engine)
     if planned.occurrences or planned.deliveries:
         log.info("计划：新建事项 %d 项，新建待发消息 %d 条", planned.occurrences, planned.deliveries)
     dispatcher = Dispatcher(engine, channels or configured_channels(settings), settings.tz, worker=worker,
