@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine, select, text, update
+from sqlalchemy import Engine, and_, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from notifications.channels.base import Channel, ChannelDisabled, ChannelError, SendResult
@@ -36,7 +36,7 @@ from .routing import ConfiguredChannel, channels_for, recipient
 
 log = logging.getLogger("duban.dispatch")
 
-LEASE_SECONDS = 60  # renewed before each send; longer than any channel's timeout (SMTP 30 s)
+LEASE_SECONDS = 60  # renewed before each channel attempt; longer than any channel's timeout (SMTP 30 s)
 BATCH = 20
 MAX_ATTEMPTS = 8
 BACKOFF_BASE, BACKOFF_CAP = 60, 3600
@@ -81,6 +81,9 @@ class Dispatcher:
         self.engine, self.configured, self.tz = engine, channels, tz
         self.lease = lease_seconds
         self.org = org  # None: every branch
+        self._clock = lambda: int(time.time())  # run() replaces it with the injected time that passes
+        self.channels: list[Channel] = [c.channel for c in channels]
+        self.blocked: list[Channel] = []
         self.worker = worker or worker_id()
         self.template_dir = template_dir
         self.digest_renderer = digest_renderer  # (session, delivery, now) -> template context
@@ -92,7 +95,7 @@ class Dispatcher:
                  .order_by(DeliveryRow.due_at, DeliveryRow.id).limit(limit))
             if self.org is not None:
                 q = q.where(DeliveryRow.org == self.org)
-            lease = dict(status="sending", lease_owner=self.worker, due_at=now_ts + self.lease,
+            lease = dict(status="sending", lease_owner=self.worker, due_at=self._clock() + self.lease,
                          attempts=DeliveryRow.attempts + 1)
             if s.get_bind().dialect.name == "postgresql":
                 ids = list(s.scalars(q.with_for_update(skip_locked=True)))
@@ -122,6 +125,7 @@ class Dispatcher:
             log.info("渠道 %s 的设置已修改，恢复使用", name)
         self.channels: list[Channel] = [c.channel for c in self.configured
                                         if blocked.get(c.channel.name, {}).get("fingerprint") != c.fingerprint]
+        self.blocked: list[Channel] = [c.channel for c in self.configured if c.channel not in self.channels]
         for _ in range(max_batches):
             ids = self.claim(now_ts)
             if not ids:
@@ -132,44 +136,62 @@ class Dispatcher:
 
     def _one(self, did: int, now: datetime, now_ts: int, people_by_org: dict[str, dict[str, Person]],
              result: Dispatched) -> None:
+        if not self._renew(did):
+            result.lost_lease += 1  # our claim lapsed while earlier sends of the batch ran
+            return
         with session_scope(self.engine) as s:
             d = s.get(DeliveryRow, did)
             try:
                 people = people_by_org[d.org]  # PeopleByOrg loads a branch on first use
             except KeyError:
                 people = {}
-            if d.lease_owner != self.worker or d.status != "sending":
-                result.lost_lease += 1  # our claim lapsed while earlier sends of the batch ran
-                return
-            d.due_at = self._clock() + self.lease  # renew the lease for this send
             reason = self._skip_reason(s, d, now)
             if reason:
                 s.add(AttemptRow(delivery_id=d.id, worker=self.worker, started_at=now, finished_at=now,
                                  outcome="skipped", error=reason))
                 d.status, d.last_error, d.lease_owner = "skipped", reason, None
                 result.skipped += 1
-                log.info("跳过%s（%s）key=%s", KIND_NAMES.get(d.kind, d.kind), reason, d.key)
+                log.info("跳过%s（%s）delivery=%s", KIND_NAMES.get(d.kind, d.kind), reason, d.id)
                 return
-            message = self._render(s, d, now, people)
             kind, rcpt_id = d.kind, d.recipient
-        # the sends happen outside any transaction: no lock is held while the network is slow
+            try:
+                message = self._render(s, d, now, people)
+            except Exception as e:  # noqa: BLE001 - a broken (user) template must not stop the tick
+                message, render_error = None, f"消息模板出错（{type(e).__name__}: {str(e)[:120]}）"
         person = recipient(rcpt_id, people)
+        if message is None:
+            self._mark_failed(did, None, now, render_error, permanent=False, result=result, kind=kind)
+            return
+        # the sends happen outside any transaction: no lock is held while the network is slow
         errors: list[str] = []
         transient = False
         attempt_id = None
-        for channel in channels_for(person, self.channels):
+        usable = channels_for(person, self.channels)
+        if usable and usable[0].name == "console" and any(
+                c.name != "console" and c.reaches(person) for c in self.blocked):
+            # their channel is configured but blocked: wait for it to be fixed, do not divert to the log
+            self._release(did, now_ts + backoff_seconds(4), undo_attempt=True, note="渠道已停用，等待修正设置")
+            result.deferred += 1
+            return
+        for channel in usable:
             retry_at = self._reserve(channel, person, message, now_ts)
             if retry_at is not None:
                 self._release(did, retry_at, undo_attempt=True)
                 result.deferred += 1
                 return
+            if not self._renew(did):  # another worker took it over while we waited: it sends
+                result.lost_lease += 1
+                return
             attempt_id = self._start_attempt(did, channel, now)
             try:
                 sent = channel.send(message, person)
-            except ChannelError as e:
+            except Exception as e:  # noqa: BLE001 - any failure of a channel is recorded, never fatal
+                if not isinstance(e, ChannelError):
+                    e = ChannelError(redact(f"{type(e).__name__}: {e}")[:200])
                 msg = redact(e.message)
                 errors.append(f"{channel.label}：{msg}")
-                transient = transient or not e.permanent
+                # a disabled channel is not the message's fault: it is retried once the channel is fixed
+                transient = transient or not e.permanent or isinstance(e, ChannelDisabled)
                 self._finish_attempt(attempt_id, now, "failed", msg, e.detail)
                 log.warning("发送失败：%s → %s，经%s：%s", KIND_NAMES.get(kind, kind), rcpt_id, channel.label, msg)
                 if isinstance(e, ChannelDisabled):
@@ -178,6 +200,12 @@ class Dispatcher:
             self._mark_sent(did, attempt_id, now, channel, sent, result, kind, rcpt_id)
             return
         self._mark_failed(did, attempt_id, now, "；".join(errors), permanent=not transient, result=result, kind=kind)
+
+    def _renew(self, did: int) -> bool:
+        """Extend our lease before a send; False when the delivery is no longer ours."""
+        with session_scope(self.engine) as s:
+            r = s.execute(update(DeliveryRow).where(*self._ours(did)).values(due_at=self._clock() + self.lease))
+            return r.rowcount == 1
 
     # --- decisions ---------------------------------------------------------------------------
     def _skip_reason(self, s: Session, d: DeliveryRow, now: datetime) -> str | None:
@@ -205,7 +233,8 @@ class Dispatcher:
             DeliveryRow.org == d.org,
             DeliveryRow.occurrence_key == d.occurrence_key if d.occurrence_key else DeliveryRow.occurrence_key.is_(None),
             DeliveryRow.kind == d.kind, DeliveryRow.recipient == d.recipient, DeliveryRow.slot > d.slot,
-            DeliveryRow.status == "pending", DeliveryRow.due_at <= int(now.timestamp())).limit(1))
+            or_(and_(DeliveryRow.status == "pending", DeliveryRow.due_at <= int(now.timestamp())),
+                and_(DeliveryRow.status == "sending", DeliveryRow.lease_owner == self.worker))).limit(1))
         return "已合并到较晚的一条" if later is not None else None
 
     def _render(self, s: Session, d: DeliveryRow, now: datetime, people: dict[str, Person]) -> Message:
@@ -293,17 +322,20 @@ class Dispatcher:
         else:
             result.retrying += 1
 
-    def _release(self, did: int, retry_at: int, undo_attempt: bool) -> None:
-        """Give a claimed delivery back without an attempt (paced by a rate limit)."""
+    def _release(self, did: int, retry_at: int, undo_attempt: bool, note: str | None = None) -> None:
+        """Give a claimed delivery back without an attempt (paced by a rate limit, or its channel blocked)."""
+        values = dict(status="pending", due_at=retry_at, lease_owner=None,
+                      attempts=DeliveryRow.attempts - (1 if undo_attempt else 0))
+        if note:
+            values["last_error"] = note
         with session_scope(self.engine) as s:
-            s.execute(update(DeliveryRow).where(*self._ours(did)).values(
-                status="pending", due_at=retry_at, lease_owner=None,
-                attempts=DeliveryRow.attempts - (1 if undo_attempt else 0)))
+            s.execute(update(DeliveryRow).where(*self._ours(did)).values(**values))
 
     def _disable(self, channel: Channel, reason: str, now: datetime, result: Dispatched) -> None:
         fp = next(c.fingerprint for c in self.configured if c.channel is channel)
         with session_scope(self.engine) as s:
             disable_channel(s, channel.name, channel.label, reason, fp, now)
         self.channels = [c for c in self.channels if c is not channel]
+        self.blocked.append(channel)
         result.disabled.append(channel.name)
         log.error("渠道“%s”已停用：%s。修正设置后会自动恢复", channel.label, reason)

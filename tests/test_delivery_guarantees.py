@@ -144,3 +144,14 @@ def test_a_reminder_due_while_the_service_was_down_is_sent_once_when_it_returns(
     run_process("tick", "--now", "2026-12-14T16:00", env=env, cwd=workdir)
     run_process("tick", "--now", "2026-12-14T16:01", env=env, cwd=workdir)
     assert len(smtp.messages) == 1
+
+
+def test_reminders_missed_while_down_collapse_into_one(smtp, workdir):
+    """No flood after downtime: three reminders fell due while nothing ran (-3d, -1d, 0d); the first
+    tick sends one, the latest, even though all three are claimed in the same batch."""
+    env = env_for(f"sqlite:///{workdir / 'duban.db'}", smtp)
+    setup_db(workdir, env, ONE_RULE.replace("remind: [-1d, 0d]", "remind: [-3d, -1d, 0d]"))
+    assert run_process("tick", "--now", "2026-12-15T16:00", env=env, cwd=workdir).code == 0
+    assert len(smtp.messages) == 1 and "今天" in smtp.messages[0].subject
+    run_process("tick", "--now", "2026-12-15T16:05", env=env, cwd=workdir)
+    assert len(smtp.messages) == 1

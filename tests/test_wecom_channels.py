@@ -203,14 +203,15 @@ def test_robot_invalid_key_disables_the_channel_until_the_key_changes(duban, wor
           + monthly("office-ledger", "办公室台账", "office"))
     r = tick(duban, wecom, "2026-12-15T09:05")
     assert robot_posts(wecom) == 1 and wecom.robot_messages == []
-    # the office has only the robot: dead, with the reason; the secretary gets mail as usual
-    assert "放弃 1 条" in r.out
+    # the office has only the robot: its message waits (not lost) until the key is fixed; the
+    # secretary gets mail as usual
+    assert "待重试 1 条" in r.out
     status = delivery_status(workdir)
-    assert status["office"] == ("dead", None)
+    assert status["office"] == ("pending", None)
     assert status["secretary"] == ("sent", "email")
     assert [m.recipients for m in smtp.messages] == [["secretary@example.cn"]]
     [office] = [a for a in attempts(workdir) if a[0] == "office"]
-    assert office[1:3] == ("dead", "wecom-robot") and "93000" in office[3] and "DUBAN_WECOM_ROBOT_KEY" in office[3]
+    assert office[1:3] == ("failed", "wecom-robot") and "93000" in office[3] and "DUBAN_WECOM_ROBOT_KEY" in office[3]
     assert any("已停用" in rec.getMessage() and "群机器人" in rec.getMessage() for rec in caplog.records)
     [(state,)] = query(workdir, "SELECT value FROM state WHERE key = 'channels_disabled'")
     assert "wecom-robot" in state
@@ -219,14 +220,14 @@ def test_robot_invalid_key_disables_the_channel_until_the_key_changes(duban, wor
     r = duban("digest", "--now", "2026-12-15T10:00")
     assert r.code == 0, r.err
     assert "企业微信群机器人" in r.out and "已停用" in r.out and "DUBAN_WECOM_ROBOT_KEY" in r.out
-    assert "发送失败" in r.out and "office-ledger@2026-12" in r.out
+    assert "发送失败" in r.out and "等待重试" in r.out
     wecom.at("2026-12-15T10:00")
     r = duban("digest", "--send", "--now", "2026-12-15T10:00")
     assert r.code == 0, r.err
     digest_mail = [m for m in smtp.messages if "每日督办汇总" in m.subject]
     assert len(digest_mail) == 1 and "已停用" in digest_mail[0].text and "群机器人" in digest_mail[0].text
 
-    # later ticks leave the robot alone (the office's overdue alert goes to the console instead)
+    # later ticks leave the robot alone: the office's messages wait for the fix (not diverted to the log)
     tick(duban, wecom, "2026-12-16T09:05")
     tick(duban, wecom, "2026-12-16T11:00")
     assert robot_posts(wecom) == 1
