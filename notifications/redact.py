@@ -6,7 +6,7 @@ import logging
 import re
 
 _SECRETS: set[str] = set()
-_QUERY_SECRET = re.compile(r"((?:key|corpsecret|access_token)=)[^&\s\"']+", re.IGNORECASE)
+_QUERY_SECRET = re.compile(r"(\b(?:key|corpsecret|access_token)=)[^&\s\"']+", re.IGNORECASE)
 
 
 def register_secret(value: str | None) -> None:

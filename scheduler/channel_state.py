@@ -30,6 +30,10 @@ def disable_channel(s: Session, name: str, label: str, reason: str, fp: str, now
     set_state(s, KEY, current)
 
 
+def set_disabled(s: Session, value: dict[str, dict[str, Any]]) -> None:
+    set_state(s, KEY, value)
+
+
 def clear_stale(s: Session, fingerprints: dict[str, str]) -> list[str]:
     """Lift blocks whose channel settings changed since; returns the names re-enabled."""
     current = disabled_channels(s)

@@ -75,6 +75,14 @@ def init(no_pack: bool, now: str | None) -> None:
 
     app = _app(now)
     before, after = upgrade(app.engine)
+    if before is not None:  # an upgrade may bring a `holidays` release that knows a new year
+        from .db import session_scope
+        from .redate import check_library_calendar
+
+        with session_scope(app.engine) as s:
+            redated = check_library_calendar(s, app.now, app.settings.tz)
+        if redated and redated.shifts:
+            say(f"工作日日历已更新：{len(redated.shifts)} 项未办结事项的截止日期已调整，负责人会收到通知。")
     if before is None:
         say(f"已创建数据库（结构版本 {after}）：{_safe_url(app.settings.database_url)}")
     elif before != after:
@@ -128,11 +136,15 @@ def _parse_files(app, paths: list[str], session=None):
 
 
 def _import_files(app, paths: list[str], origin: str | None = None):
+    from .redate import replan_rules
     from .store import import_ruleset
 
     with app.session() as s:
         rs = _parse_files(app, paths, s)
-        return import_ruleset(s, rs, now=app.now, origin=origin or "、".join(paths), org=app.org)
+        summary = import_ruleset(s, rs, now=app.now, origin=origin or "、".join(paths), org=app.org)
+        if summary.updated:  # open occurrences follow the edited rules
+            replan_rules(s, app.org, summary.updated, app.now, app.settings.tz, origin or "、".join(paths))
+        return summary
 
 
 @rules.command("import")
@@ -816,13 +828,20 @@ def main(argv: list[str] | None = None) -> int:
         from sqlalchemy.exc import SQLAlchemyError
 
         if os.environ.get("DUBAN_LOG_LEVEL", "").upper() == "DEBUG":
-            raise
+            import traceback
+
+            from notifications.redact import redact
+
+            click.echo(redact(traceback.format_exc()), err=True)  # the details, without any secret
+            return 1
         if isinstance(e, SQLAlchemyError):
             orig = getattr(e, "orig", None)
             click.echo(f"错误：数据库操作失败（{type(orig or e).__name__}：{str(orig or e).splitlines()[0][:200]}）。"
                        "请检查 DUBAN_DATABASE_URL 和数据库服务。", err=True)
         else:
-            click.echo(f"错误：程序内部出错（{type(e).__name__}：{str(e)[:200]}）。"
+            from notifications.redact import redact
+
+            click.echo(f"错误：程序内部出错（{type(e).__name__}：{redact(str(e))[:200]}）。"
                        "设置 DUBAN_LOG_LEVEL=DEBUG 后重试可看到详细信息，请报告给维护者。", err=True)
         return 1
     return 0

@@ -17,7 +17,7 @@ import socket
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, and_, or_, select, text, update
@@ -250,11 +250,19 @@ class Dispatcher:
                        quota=occ.quota, done_count=occ.done_count, provisional=occ.provisional,
                        days_left=(occ.due - today).days, days_overdue=max((today - occ.due).days, 0),
                        owner_name=owner.name if owner else (occ.owner or "未指定"),
-                       required_by=today + timedelta(days=3))
+                       required_by=self._workdays_after(s, today, 3))
             if d.kind == "redate":
                 old, _sep, new = d.slot.partition(">")
                 ctx.update(old_due=date.fromisoformat(old), new_due=date.fromisoformat(new))
         return render(d.kind, {**ctx, "person": person}, d.key, self.template_dir)
+
+    def _workdays_after(self, s: Session, day: date, n: int) -> date:
+        """The 督办通知's deadline: n working days of the official calendar after `day`."""
+        if getattr(self, "_calendar", None) is None:
+            from .store import load_calendar
+
+            self._calendar = load_calendar(s)
+        return date.fromordinal(self._calendar.add_workdays(day.toordinal(), n))
 
     # --- pacing ------------------------------------------------------------------------------
     def _reserve(self, channel: Channel, person: Recipient, message: Message, now_ts: int) -> int | None:

@@ -45,8 +45,22 @@ def run_checks(app: App, send_test: bool = False) -> list[Check]:
     db_ok = _check_database(app, out)
     if db_ok:
         _check_data(app, out, [c.channel for c in channels])
+    working = []
     for c in channels:
-        out.append(_check_channel(c.channel, app, send_test))
+        check = _check_channel(c.channel, app, send_test)
+        out.append(check)
+        if check.level == OK and (c.channel.name in ("email", "wecom-app") or send_test):
+            working.append(c.channel.name)  # the channel answers now: a block from earlier is lifted
+    if db_ok and working:
+        from .channel_state import disabled_channels, set_disabled
+        from .db import session_scope
+
+        with session_scope(app.engine) as session:
+            blocked = disabled_channels(session)
+            lifted = [n for n in working if n in blocked]
+            if lifted:
+                set_disabled(session, {n: v for n, v in blocked.items() if n not in lifted})
+                out.append(Check(OK, "渠道", f"{'、'.join(blocked[n]['label'] for n in lifted)}已恢复使用（检查通过）"))
     if db_ok:
         from .channel_state import disabled_channels
         from .db import session_scope

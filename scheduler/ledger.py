@@ -56,7 +56,7 @@ ATTEMPTS_HEADERS = ("时间", "事项编号", "类型", "收件人", "渠道", "
 ATTEMPTS_WRAP = {6}
 
 ACTION_NAMES = {"added": "新增", "updated": "修改", "disabled": "停用", "enabled": "启用", "redated": "截止日调整",
-                "calendar": "导入放假安排"}
+                "calendar": "导入放假安排", "calendar-import": "导入放假安排"}
 CHANNEL_LABELS = {"email": "邮件", "wecom-app": "企业微信应用消息", "wecom-robot": "企业微信群机器人", "console": "控制台"}
 OUTCOME_NAMES = {"sent": "已发送", "failed": "失败", "dead": "放弃", "skipped": "跳过", "sending": "发送中"}
 FORMATS = (".xlsx", ".csv")
@@ -187,6 +187,9 @@ def change_summary(action: str, before: Any, after: Any) -> str:
         old = before.get("due") if isinstance(before, dict) else None
         text = f"{after.get('key', '')}：截止日 {old or '？'} → {after.get('due', '？')}"
         return text + ("（暂定）" if after.get("provisional") else "")
+    if action == "calendar-import" and isinstance(after, dict):
+        workdays = "、".join(after.get("workdays") or []) or "无"
+        return f"{after.get('year')} 年放假安排：放假 {after.get('holidays', '？')} 天，调休上班日 {workdays}"
     if action == "added" and isinstance(after, dict):
         return "；".join(f"{k}: {_flow(v)}" for k, v in after.items() if k != "id" and v not in (None, [], {}))
     if isinstance(before, dict) and isinstance(after, dict):

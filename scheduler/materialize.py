@@ -22,12 +22,13 @@ from rules.model import Rule
 from rules.planner import Planner
 
 from .models import DEFAULT_ORG, DeliveryRow, OccurrenceRow, RuleRow
-from .state import CONFIG_VERSION, set_state, states_with_prefix
+from .state import CONFIG_VERSION, get_state, set_state, states_with_prefix
 from .store import load_calendar, load_events, load_ruleset, organisations
 
 LOOKBACK = timedelta(days=400)  # how far back a returning service still creates missed occurrences
 HORIZON = timedelta(days=45)  # occurrences due this soon are stored (and shown) even before they open
 MARKER = "materialized"
+CALENDAR_CHECKED = "calendar_checked"
 
 
 @dataclass
@@ -98,10 +99,14 @@ class Materializer:
         return bool(self.pending_orgs())
 
     def check_calendar(self) -> None:
-        """A `holidays` release that changed a year re-dates what depends on it (see redate.py)."""
+        """A `holidays` release that changed a year re-dates what depends on it (see redate.py).
+        Once a day is enough: a new release arrives with an upgrade, not between two ticks."""
         from .redate import check_library_calendar  # here: redate builds on this module
 
+        if get_state(self.s, CALENDAR_CHECKED) == self.today.isoformat():
+            return
         check_library_calendar(self.s, self.now, self.tz)
+        set_state(self.s, CALENDAR_CHECKED, self.today.isoformat())
 
     def run(self, force: bool = False, orgs: list[str] | None = None) -> Planned:
         """Plan the branches that need it (`force`: all of them; `orgs`: those of them that need it)."""

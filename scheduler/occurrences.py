@@ -79,7 +79,7 @@ def record_waiver(s: Session, key: str, *, now: datetime, reason: str, by: str |
         raise DubanError("免办必须写明理由：--reason \"理由\"")
     occ = find_occurrence(s, key, now, org)
     if occ.state != "open":
-        raise DubanError(f"事项 {key} 已{STATE_NAMES[occ.state]}，无需免办")
+        raise DubanError(f"事项 {key} {STATE_NAMES[occ.state]}，无需免办")
     s.add(WaiverRow(org=org, occurrence_key=key, reason=reason.strip(), by=by, at=now))
     occ.state, occ.closed_at = "waived", now
     return occ

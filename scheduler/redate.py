@@ -53,10 +53,18 @@ def redate_open(s: Session, now: datetime, tz, reason: str, years: set[int] | No
     return out
 
 
+def replan_rules(s: Session, org: str, rule_ids: list[str], now: datetime, tz, origin: str) -> Redated:
+    """After rules were edited: their open occurrences take the new due date, owner and title, and
+    pending reminders follow (no notice: the office changed the rule itself)."""
+    out = Redated()
+    _redate_org(s, org, load_calendar(s), now, tz, f"规则修改（{origin}）", None, out, set(rule_ids), notify=False)
+    return out
+
+
 def _redate_org(s: Session, org: str, cal: WorkCalendar, now: datetime, tz, reason: str, years: set[int] | None,
-                out: Redated) -> None:
+                out: Redated, only_rules: set[str] | None = None, notify: bool = True) -> None:
     rs = load_ruleset(s, org, only_enabled=False)
-    rules = {r.id: r for r in rs.rules}
+    rules = {r.id: r for r in rs.rules if only_rules is None or r.id in only_rules}
     added = {r.id: r.added_on for r in s.scalars(select(RuleRow).where(RuleRow.org == org))}
     events = load_events(s, tz, org)
     today = now.astimezone(tz).date()
@@ -77,7 +85,11 @@ def _redate_org(s: Session, org: str, cal: WorkCalendar, now: datetime, tz, reas
     moved: list[tuple[OccurrenceRow, object, Shift]] = []
     for occ in occs:
         rule, match = planned.get(occ.key, (None, None))
-        if match is None or (match.due == occ.due and match.provisional == occ.provisional):
+        if match is None:
+            continue
+        if only_rules is not None:  # an edited rule: its title and owner may have changed too
+            occ.title, occ.owner, occ.quota = rule.title, match.owner, match.quota
+        if match.due == occ.due and match.provisional == occ.provisional:
             continue
         shift = Shift(occ.key, occ.title, occ.due, match.due, occ.provisional, match.provisional)
         occ.provisional = match.provisional
@@ -88,10 +100,11 @@ def _redate_org(s: Session, org: str, cal: WorkCalendar, now: datetime, tz, reas
         out.shifts.append(shift)
         moved.append((occ, (rule, match), shift))
     if moved:
-        _apply_moves(s, org, rs, moved, today, now, tz, reason)
+        _apply_moves(s, org, rs, moved, today, now, tz, reason, notify)
 
 
-def _apply_moves(s: Session, org: str, rs, moved, today: date, now: datetime, tz, reason: str) -> None:
+def _apply_moves(s: Session, org: str, rs, moved, today: date, now: datetime, tz, reason: str,
+                 notify: bool = True) -> None:
     """For the moved occurrences, in a few set-based statements: drop the pending reminders of old
     days, plan the new reminder days still ahead, tell each owner once, record each shift."""
     new_days = {occ.key: {d.isoformat() for d in match.reminder_days} for occ, (_rule, match), _sh in moved}
@@ -112,8 +125,9 @@ def _apply_moves(s: Session, org: str, rs, moved, today: date, now: datetime, tz
         members = rs.members(occ.owner) if occ.owner else ()
         deliveries += [delivery_row(org, occ.key, "reminder", d.isoformat(), pid, epoch(d, rule.at, tz), now)
                        for d in match.reminder_days if d >= today for pid in members]
-        slot = f"{shift.old_due.isoformat()}>{shift.new_due.isoformat()}"
-        deliveries += [delivery_row(org, occ.key, "redate", slot, pid, stamp, now) for pid in members]
+        if notify:
+            slot = f"{shift.old_due.isoformat()}>{shift.new_due.isoformat()}"
+            deliveries += [delivery_row(org, occ.key, "redate", slot, pid, stamp, now) for pid in members]
         audit.append(dict(org=org, at=now, rule_id=occ.rule_id, action="redated", origin=reason,
                           before={"key": occ.key, "due": shift.old_due.isoformat()},
                           after={"key": occ.key, "due": shift.new_due.isoformat(), "provisional": match.provisional}))

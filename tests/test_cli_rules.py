@@ -174,3 +174,23 @@ def test_rules_on_postgresql(duban, pg_url, workdir):
     out = duban("preview", "--from", "2026-12-01", "--to", "2026-12-31", "--format", "json", url=pg_url).json()
     assert {"party-day@2026-12", "association-training@2026/photo-assoc"} <= {o["key"] for o in out}
     assert duban("rules", "import", write(workdir, "r.yaml", RULES), url=pg_url).out.count("未变 4 条") == 1
+
+
+def test_editing_a_rule_moves_its_open_occurrences(duban, workdir, smtp):
+    """Changing a rule's due day or owner updates what is already open, and reminders follow."""
+    base = ("people:\n  secretary: {name: 王书记, email: secretary@example.cn}\n"
+            "  office: {name: 张主任, email: office@example.cn}\n"
+            "rules:\n  - {id: monthly-report, title: 月度报告, owner: secretary, every: month, due: {day: 20},"
+            " remind: [-1d]}\n")
+    duban("init", "--no-pack")
+    write(workdir, "r.yaml", base)
+    duban("rules", "import", "r.yaml", "--now", "2026-12-01T09:00")
+    duban("tick", "--now", "2026-12-01T09:05")
+    write(workdir, "r.yaml", base.replace("day: 20", "day: 28").replace("owner: secretary", "owner: office"))
+    assert "更新 1 条" in duban("rules", "import", "r.yaml", "--now", "2026-12-02T09:00").out
+    rows = {r["key"]: r for r in duban("status", "--format", "json", "--now", "2026-12-02T10:00").json()}
+    assert rows["monthly-report@2026-12"]["due"] == "2026-12-28"
+    duban("tick", "--now", "2026-12-19T09:05")  # the old reminder day: nothing
+    assert smtp.messages == []
+    duban("tick", "--now", "2026-12-25T09:05")  # -1d of Mon Dec 28 is Sun Dec 27: the Friday before
+    assert [m.recipients for m in smtp.messages] == [["office@example.cn"]]
