@@ -34,6 +34,8 @@ _ZH = {
     "directory": "目录",
 }
 _ZH_PLURAL = {
+    "{value!r} is not {choice}.": "{value!r} 无效，只能是 {choice}。",
+    "{value!r} is not one of {choices}.": "{value!r} 无效，可选：{choices}。",
     "Got unexpected extra argument ({args})": "多余的参数（{args}）",
     "Got unexpected extra arguments ({args})": "多余的参数（{args}）",
     "{name!r} option requires an argument.": "选项 {name!r} 需要一个取值。",
