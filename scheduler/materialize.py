@@ -115,7 +115,7 @@ class Materializer:
         if orgs is not None:
             todo = [o for o in todo if o in orgs]
         result = Planned()
-        cal = load_calendar(self.s)
+        cal = load_calendar(self.s) if todo else None  # the calendar (and its library) only when planning
         for org in todo:
             planned = self.plan_org(org, cal)
             result.occurrences += planned.occurrences

@@ -45,7 +45,8 @@ def service_pass(app: App, now: datetime, channels, worker: str) -> None:
             if plan_digest(session, now, s.tz, s.digest_to, s.digest_at):
                 log.info("已安排今天的每日汇总，发给 %s", s.digest_to)
     result = tick(app.engine, s, now, channels, worker=worker)
-    release_memory()
+    if result.planned.occurrences or result.planned.deliveries:
+        release_memory()  # after a planning pass only: an idle tick leaves nothing to give back
     sent = sum(result.dispatched.sent.values())
     if sent or result.dispatched.retrying or result.dispatched.dead:
         log.info("本次检查：发送 %d 条，待重试 %d 条，放弃 %d 条", sent, result.dispatched.retrying,
