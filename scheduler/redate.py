@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from rules.calendar import WorkCalendar
@@ -34,6 +34,26 @@ class Shift:
     new_due: date
     old_provisional: bool
     new_provisional: bool
+
+
+@dataclass
+class _Open:
+    """What re-dating reads and changes of an open occurrence."""
+
+    id: int
+    key: str
+    rule_id: str
+    title: str
+    owner: str | None
+    quota: int
+    opens: date
+    due: date
+    provisional: bool
+    org: str
+
+    def values(self) -> dict:
+        return {"oid": self.id, "new_due": self.due, "new_provisional": self.provisional, "new_title": self.title,
+                "new_owner": self.owner, "new_quota": self.quota}
 
 
 @dataclass
@@ -68,10 +88,14 @@ def _redate_org(s: Session, org: str, cal: WorkCalendar, now: datetime, tz, reas
     added = {r.id: r.added_on for r in s.scalars(select(RuleRow).where(RuleRow.org == org))}
     events = load_events(s, tz, org)
     today = now.astimezone(tz).date()
-    occs = [o for o in s.scalars(select(OccurrenceRow).where(OccurrenceRow.org == org, OccurrenceRow.state == "open"))
-            if o.rule_id in rules and (years is None or {o.due.year - 1, o.due.year, o.due.year + 1} & years)]
+    t = OccurrenceRow.__table__  # plain rows, not ORM objects: a district re-dates 10^5 of them
+    occs = [_Open(*r) for r in s.execute(select(t.c.id, t.c.key, t.c.rule_id, t.c.title, t.c.owner, t.c.quota,
+                                                 t.c.opens, t.c.due, t.c.provisional, t.c.org)
+                                          .where(t.c.org == org, t.c.state == "open"))]
+    occs = [o for o in occs if o.rule_id in rules
+            and (years is None or {o.due.year - 1, o.due.year, o.due.year + 1} & years)]
     # plan each rule once, over the span of its open occurrences, and find them by key
-    by_rule: dict[str, list[OccurrenceRow]] = {}
+    by_rule: dict[str, list[_Open]] = {}
     for o in occs:
         by_rule.setdefault(o.rule_id, []).append(o)
     planner = Planner(cal, rs.groups)
@@ -82,23 +106,32 @@ def _redate_org(s: Session, org: str, cal: WorkCalendar, now: datetime, tz, reas
         first = min(o.due for o in group) - timedelta(days=40)
         last = max(o.due for o in group) + timedelta(days=40)
         planned.update((o.key, (rule, o)) for o in planner.plan([rule], first, last, events))
-    moved: list[tuple[OccurrenceRow, object, Shift]] = []
+    moved: list[tuple[_Open, object, Shift]] = []
+    changes: list[dict] = []
     for occ in occs:
         rule, match = planned.get(occ.key, (None, None))
         if match is None:
             continue
-        if only_rules is not None:  # an edited rule: its title and owner may have changed too
+        edited = only_rules is not None and (occ.title, occ.owner, occ.quota) != (rule.title, match.owner, match.quota)
+        if edited:  # an edited rule: its title and owner may have changed too
             occ.title, occ.owner, occ.quota = rule.title, match.owner, match.quota
         if match.due == occ.due and match.provisional == occ.provisional:
+            if edited:
+                changes.append(occ.values())
             continue
         shift = Shift(occ.key, occ.title, occ.due, match.due, occ.provisional, match.provisional)
         occ.provisional = match.provisional
         if match.due == occ.due:
             out.unflagged += 1
-            continue
-        occ.due = match.due
-        out.shifts.append(shift)
-        moved.append((occ, (rule, match), shift))
+        else:
+            occ.due = match.due
+            out.shifts.append(shift)
+            moved.append((occ, (rule, match), shift))
+        changes.append(occ.values())
+    for i in range(0, len(changes), 5000):  # one executemany, not an ORM flush of each row
+        s.execute(update(t).where(t.c.id == bindparam("oid")).values(
+            due=bindparam("new_due"), provisional=bindparam("new_provisional"), title=bindparam("new_title"),
+            owner=bindparam("new_owner"), quota=bindparam("new_quota")), changes[i:i + 5000])
     if moved:
         _apply_moves(s, org, rs, moved, today, now, tz, reason, notify)
 
