@@ -62,6 +62,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from common import fs_type, pg_available, pg_version  # noqa: E402
 from sqlalchemy import delete, event, func, insert, select, text, update
 from sqlalchemy.exc import OperationalError
 
@@ -161,18 +162,6 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def fs_type(path: str) -> str:
-    best, kind = "", "?"
-    try:
-        with open("/proc/mounts") as f:
-            for line in f:
-                parts = line.split()
-                mnt = parts[1]
-                if (path == mnt or path.startswith(mnt.rstrip("/") + "/")) and len(mnt) >= len(best):
-                    best, kind = mnt, parts[2]
-    except OSError:
-        pass
-    return kind
 
 
 PROFILES: list[str] = []  # printed after the tables
@@ -255,30 +244,8 @@ class Db:
             self._admin.dispose()
 
 
-def pg_available(url: str | None) -> str | None:
-    """None when PostgreSQL answers, else why not."""
-    if not url:
-        return "no URL"
-    import sqlalchemy as sa
-
-    try:
-        e = sa.create_engine(url)
-        with e.connect() as c:
-            c.execute(text("select 1"))
-        e.dispose()
-        return None
-    except (OperationalError, ImportError) as exc:
-        return str(getattr(exc, "orig", exc)).strip().splitlines()[0][:120]
 
 
-def pg_version(url: str) -> str:
-    import sqlalchemy as sa
-
-    e = sa.create_engine(url)
-    with e.connect() as c:
-        v = c.execute(text("show server_version")).scalar()
-    e.dispose()
-    return v.split()[0]
 
 
 class Stored:

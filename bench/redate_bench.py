@@ -49,7 +49,6 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select, text
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from rules.calendar import WorkCalendar
@@ -63,6 +62,7 @@ from scheduler.models import CalendarYearRow, DeliveryRow, OccurrenceRow, RuleCh
 from scheduler.store import import_ruleset, load_calendar, load_events, load_ruleset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from common import fs_type, pg_available, pg_version  # noqa: E402
 from test_notice import NOTICE_2027_INVENTED  # noqa: E402 - the invented 2027 notice the tests use
 
 TZ_NAME = "Asia/Shanghai"
@@ -99,17 +99,6 @@ def fmt_s(v: float) -> str:
     return f"{v * 1000:.1f} ms" if v < 1 else f"{v:.2f} s"
 
 
-def fs_type(path: str) -> str:
-    best, kind = "", "?"
-    try:
-        with open("/proc/mounts") as f:
-            for line in f:
-                mnt = line.split()[1]
-                if (path == mnt or path.startswith(mnt.rstrip("/") + "/")) and len(mnt) >= len(best):
-                    best, kind = mnt, line.split()[2]
-    except OSError:
-        pass
-    return kind
 
 
 def print_table(heads: list[str], rows: list[list[str]]) -> None:
@@ -211,29 +200,8 @@ class Db:
             self._admin.dispose()
 
 
-def pg_available(url: str | None) -> str | None:
-    if not url:
-        return "no URL"
-    import sqlalchemy as sa
-
-    try:
-        e = sa.create_engine(url)
-        with e.connect() as c:
-            c.execute(text("select 1"))
-        e.dispose()
-        return None
-    except (OperationalError, ImportError) as exc:
-        return str(getattr(exc, "orig", exc)).strip().splitlines()[0][:120]
 
 
-def pg_version(url: str) -> str:
-    import sqlalchemy as sa
-
-    e = sa.create_engine(url)
-    with e.connect() as c:
-        v = c.execute(text("show server_version")).scalar()
-    e.dispose()
-    return v.split()[0]
 
 
 # --- the data set --------------------------------------------------------------------------------

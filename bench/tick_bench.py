@@ -55,6 +55,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from common import fs_type, pg_available, pg_version  # noqa: E402 - bench/ is the script directory
 from sqlalchemy import event, func, select, text
 from sqlalchemy.exc import OperationalError
 
@@ -149,19 +150,6 @@ def cpu_pressure() -> str:
         return ""
 
 
-def fs_type(path: str) -> str:
-    """The filesystem the temp directory is on (SQLite's commits cost what its fsync costs)."""
-    best, kind = "", "?"
-    try:
-        with open("/proc/mounts") as f:
-            for line in f:
-                parts = line.split()
-                mnt = parts[1]
-                if (path == mnt or path.startswith(mnt.rstrip("/") + "/")) and len(mnt) >= len(best):
-                    best, kind = mnt, parts[2]
-    except OSError:
-        pass
-    return kind
 
 
 def profile(label: str, fn, setup=None, filt: str = r"^(?!.*tick_bench\.py)") -> None:
@@ -229,30 +217,8 @@ class Db:
             self._admin.dispose()
 
 
-def pg_available(url: str | None) -> str | None:
-    """None when PostgreSQL answers, else why not."""
-    if not url:
-        return "no URL"
-    import sqlalchemy as sa
-
-    try:
-        e = sa.create_engine(url)
-        with e.connect() as c:
-            c.execute(text("select 1"))
-        e.dispose()
-        return None
-    except (OperationalError, ImportError) as exc:
-        return str(getattr(exc, "orig", exc)).strip().splitlines()[0][:120]
 
 
-def pg_version(url: str) -> str:
-    import sqlalchemy as sa
-
-    e = sa.create_engine(url)
-    with e.connect() as c:
-        v = c.execute(text("show server_version")).scalar()
-    e.dispose()
-    return v.split()[0]
 
 
 def import_rules(engine, text_: str, filename: str) -> None:
