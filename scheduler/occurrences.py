@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -12,8 +13,8 @@ from sqlalchemy.orm import Session
 from rules.errors import DubanError
 from rules.planner import Planner
 
-from .materialize import insert_ignore
-from .models import DEFAULT_ORG, CompletionRow, DeliveryRow, OccurrenceRow, WaiverRow
+from .materialize import effective_start, insert_ignore
+from .models import DEFAULT_ORG, CompletionRow, DeliveryRow, OccurrenceRow, RuleRow, WaiverRow
 from .store import load_calendar, load_events, load_ruleset
 
 DUE_SOON_DAYS = 7
@@ -44,6 +45,9 @@ def find_occurrence(s: Session, key: str, now: datetime, org: str = DEFAULT_ORG)
     rs = load_ruleset(s, org, only_enabled=True)
     rule = next((r for r in rs.rules if r.id == rule_id), None)
     if rule is not None:
+        # the same start as the scheduler: nothing before the day the rule was added (or its `start`)
+        added = s.scalar(select(RuleRow.added_on).where(RuleRow.org == org, RuleRow.id == rule_id))
+        rule = dataclasses.replace(rule, start=effective_start(rule, added or today))
         planner = Planner(load_calendar(s), rs.groups)
         events = load_events(s, now.tzinfo, org)
         for o in planner.plan([rule], today - timedelta(days=400), today + timedelta(days=400), events):

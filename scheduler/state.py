@@ -33,7 +33,9 @@ def bump_config(session: Session, org: str | None = None) -> None:
     """Something the plan depends on changed: a branch's rules, people or events (`org`), or the
     calendar that every branch shares (no `org`). The next tick plans the branches concerned again."""
     key = CONFIG_VERSION if org is None else f"{CONFIG_VERSION}:{org}"
-    set_state(session, key, int(get_state(session, key, 0)) + 1)
+    # lock the row (PostgreSQL) so two processes bumping at once both count
+    row = session.get(StateRow, key, with_for_update=True)
+    set_state(session, key, int(row.value if row is not None else 0) + 1)
 
 
 def states_with_prefix(session: Session, prefix: str) -> dict[str, Any]:

@@ -436,3 +436,16 @@ def test_transient_failure_a_minute_later_sends_nothing_twice(duban, workdir, sm
     tick(duban, "2026-12-14T11:05")
     tick(duban, "2026-12-14T11:06")
     assert len(smtp.messages) == 1
+
+
+def test_done_cannot_create_an_occurrence_before_the_rule_existed(duban, workdir):
+    """A rule added on 2026-12-01 has no November occurrence: `done` for it is refused, not invented."""
+    duban("init", "--no-pack")
+    (workdir / "r.yaml").write_text(
+        "people:\n  secretary: {name: 王书记}\n"
+        "rules:\n  - {id: monthly-report, title: 月度报告, owner: secretary, every: month, due: {day: 15}}\n",
+        encoding="utf-8")
+    duban("rules", "import", "r.yaml", "--now", "2026-12-01T09:00")
+    r = duban("done", "monthly-report@2026-11", "--now", "2026-12-02T09:00")
+    assert r.code == 2 and "没有编号为" in r.err
+    assert duban("done", "monthly-report@2027-01", "--now", "2026-12-02T09:00").code == 0  # early is fine
