@@ -53,7 +53,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from contextlib import redirect_stdout
 from dataclasses import dataclass, field
@@ -62,15 +61,15 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from common import fs_type, pg_available, pg_version  # noqa: E402
-from sqlalchemy import delete, event, func, insert, select, text, update
+from common import Db, clean_env, duban_exe, fs_type, pg_available, pg_version  # noqa: E402
+from sqlalchemy import delete, event, func, insert, select, update
 from sqlalchemy.exc import OperationalError
 
 from rules.calendar import WorkCalendar
 from rules.loader import RuleSet, load_rule_file
 from rules.model import Rule
 from rules.planner import Event, Planner
-from scheduler.db import make_engine, session_scope, upgrade
+from scheduler.db import make_engine, session_scope
 from scheduler.digest import render_digest
 from scheduler.ledger import LedgerFilter, export_ledger
 from scheduler.materialize import (
@@ -148,22 +147,6 @@ def fmt_s(v: float | None) -> str:
     return f"{ms:.2f} ms" if ms < 10 else f"{ms:.1f} ms" if ms < 1000 else f"{v:.2f} s"
 
 
-def duban_exe() -> list[str]:
-    exe = Path(sys.executable).with_name("duban")
-    if exe.exists():
-        return [str(exe)]
-    found = shutil.which("duban")
-    return [found] if found else [sys.executable, "-m", "scheduler.cli"]
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DUBAN_")}
-    env.update(extra)
-    return env
-
-
-
-
 PROFILES: list[str] = []  # printed after the tables
 
 
@@ -197,55 +180,6 @@ class QueryCount:
 
 
 # --- databases -----------------------------------------------------------------------------------
-class Db:
-    """A fresh database: a SQLite file in the temp directory, or a new PostgreSQL schema."""
-
-    live: list[Db] = []
-
-    def __init__(self, kind: str, tmp: str, pg_base: str | None = None):
-        self.kind, self.schema, self.dropped = kind, None, False
-        Db.live.append(self)
-        if kind == "sqlite":
-            self.path = os.path.join(tmp, f"district-{uuid.uuid4().hex[:8]}.db")
-            self.url = f"sqlite:///{self.path}"
-        else:
-            import sqlalchemy as sa
-
-            self.schema = f"bench_district_{uuid.uuid4().hex[:8]}"
-            self._admin = sa.create_engine(pg_base, pool_pre_ping=True)
-            with self._admin.begin() as c:
-                c.execute(text(f'CREATE SCHEMA "{self.schema}"'))
-            sep = "&" if "?" in pg_base else "?"
-            self.url = f"{pg_base}{sep}options=-csearch_path%3D{self.schema}"
-        self.engine = make_engine(self.url)
-        upgrade(self.engine)
-
-    def size(self) -> str:
-        if self.kind == "sqlite":
-            n = sum(os.path.getsize(self.path + s) for s in ("", "-wal") if os.path.exists(self.path + s))
-        else:
-            with self.engine.connect() as c:
-                n = c.execute(text("select sum(pg_total_relation_size(format('%I.%I', schemaname, tablename)))"
-                                   " from pg_tables where schemaname = :s"), {"s": self.schema}).scalar()
-        return f"{float(n or 0) / 1e6:,.0f} MB"
-
-    def drop(self) -> None:
-        if self.dropped:
-            return
-        self.dropped = True
-        self.engine.dispose()
-        if self.kind == "sqlite":
-            for suffix in ("", "-wal", "-shm"):
-                if os.path.exists(self.path + suffix):
-                    os.remove(self.path + suffix)
-        if self.schema:
-            with self._admin.begin() as c:
-                c.execute(text(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE'))
-            self._admin.dispose()
-
-
-
-
 
 
 class Stored:
@@ -705,7 +639,7 @@ def bench_db(kind: str, tmp: str, tpl: Template, opts: argparse.Namespace, pg_ba
     label = "SQLite" if kind == "sqlite" else "PostgreSQL"
     figs = Figures()
     step(f"{label}: migrating a new database")
-    db = Db(kind, tmp, pg_base)
+    db = Db(kind, tmp, "district", pg_base)
     engine = db.engine
     try:
         step(f"{label}: loading {n} branches")

@@ -28,8 +28,8 @@ import time
 from collections import Counter
 from contextlib import redirect_stdout
 from datetime import date, datetime
-from pathlib import Path
 
+from common import duban_exe  # noqa: E402
 from dateutil import __version__ as dateutil_version
 from dateutil.rrule import FR, MO, MONTHLY, TH, TU, WE, WEEKLY, YEARLY, rrule
 
@@ -145,14 +145,6 @@ def best_of(n: int, fn) -> tuple[float, object]:
 
 def step(text: str) -> None:
     print(f"… {text}", file=sys.stderr, flush=True)
-
-
-def duban_exe() -> list[str]:
-    exe = Path(sys.executable).with_name("duban")
-    if exe.exists():
-        return [str(exe)]
-    found = shutil.which("duban")
-    return [found] if found else [sys.executable, "-m", "scheduler.cli"]
 
 
 def run_cli(args: list[str], env: dict[str, str], cwd: str, stdout=subprocess.DEVNULL) -> tuple[float, bytes]:

@@ -41,7 +41,6 @@ import sqlite3
 import sys
 import tempfile
 import time
-import uuid
 from collections import Counter
 from contextlib import redirect_stdout
 from datetime import date, datetime
@@ -56,13 +55,13 @@ from rules.loader import parse_rule_text
 from rules.notice import parse_notice
 from rules.planner import Planner
 from scheduler.calendar_import import import_year
-from scheduler.db import make_engine, session_scope, upgrade
+from scheduler.db import session_scope
 from scheduler.materialize import Materializer, effective_start
 from scheduler.models import CalendarYearRow, DeliveryRow, OccurrenceRow, RuleChangeRow, RuleRow
 from scheduler.store import import_ruleset, load_calendar, load_events, load_ruleset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from common import fs_type, pg_available, pg_version  # noqa: E402
+from common import Db, fs_type, pg_available, pg_version  # noqa: E402
 from test_notice import NOTICE_2027_INVENTED  # noqa: E402 - the invented 2027 notice the tests use
 
 TZ_NAME = "Asia/Shanghai"
@@ -97,8 +96,6 @@ def step(msg: str) -> None:
 
 def fmt_s(v: float) -> str:
     return f"{v * 1000:.1f} ms" if v < 1 else f"{v:.2f} s"
-
-
 
 
 def print_table(heads: list[str], rows: list[list[str]]) -> None:
@@ -162,52 +159,12 @@ def rule_text(quick: bool) -> str:
 
 
 # --- databases -----------------------------------------------------------------------------------
-class Db:
-    """A fresh database: a SQLite file in the temp directory, or a new PostgreSQL schema."""
-
-    live: list[Db] = []
-
-    def __init__(self, kind: str, tmp: str, pg_base: str | None = None):
-        self.kind, self.schema, self.dropped = kind, None, False
-        Db.live.append(self)
-        if kind == "sqlite":
-            self.path = os.path.join(tmp, f"redate-{uuid.uuid4().hex[:8]}.db")
-            self.url = f"sqlite:///{self.path}"
-        else:
-            import sqlalchemy as sa
-
-            self.schema = f"bench_redate_{uuid.uuid4().hex[:8]}"
-            self._admin = sa.create_engine(pg_base)
-            with self._admin.begin() as c:
-                c.execute(text(f'CREATE SCHEMA "{self.schema}"'))
-            sep = "&" if "?" in pg_base else "?"
-            self.url = f"{pg_base}{sep}options=-csearch_path%3D{self.schema}"
-        self.engine = make_engine(self.url)
-        upgrade(self.engine)
-
-    def drop(self) -> None:
-        if self.dropped:
-            return
-        self.dropped = True
-        self.engine.dispose()
-        if self.kind == "sqlite":
-            for suffix in ("", "-wal", "-shm"):
-                if os.path.exists(self.path + suffix):
-                    os.remove(self.path + suffix)
-        if self.schema:
-            with self._admin.begin() as c:
-                c.execute(text(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE'))
-            self._admin.dispose()
-
-
-
-
 
 
 # --- the data set --------------------------------------------------------------------------------
 def build(kind: str, tmp: str, pg_base: str | None, rules_yaml: str) -> tuple[Db, dict]:
     """Migrated database, rules imported, occurrences and reminders planned by the materializer."""
-    db = Db(kind, tmp, pg_base)
+    db = Db(kind, tmp, "redate", pg_base)
     rs = parse_rule_text(rules_yaml, "redate-bench.yaml")
     t0 = time.perf_counter()
     with session_scope(db.engine) as s:

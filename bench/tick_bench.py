@@ -49,18 +49,16 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from contextlib import redirect_stdout
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from common import fs_type, pg_available, pg_version  # noqa: E402 - bench/ is the script directory
+from common import Db, clean_env, duban_exe, fs_type, pg_available, pg_version  # noqa: E402 - bench/ is the script directory
 from sqlalchemy import event, func, select, text
-from sqlalchemy.exc import OperationalError
 
 from rules.loader import parse_rule_text
-from scheduler.db import make_engine, session_scope, upgrade
+from scheduler.db import make_engine, session_scope
 from scheduler.dispatch import BATCH, Dispatcher
 from scheduler.models import DeliveryRow, OccurrenceRow
 from scheduler.routing import configured_channels
@@ -126,20 +124,6 @@ def fmt_n(n: int) -> str:
     return f"{n // 1_000_000}M" if n >= 1_000_000 and n % 1_000_000 == 0 else f"{n // 1000}k" if n % 1000 == 0 else str(n)
 
 
-def duban_exe() -> list[str]:
-    exe = Path(sys.executable).with_name("duban")
-    if exe.exists():
-        return [str(exe)]
-    found = shutil.which("duban")
-    return [found] if found else [sys.executable, "-m", "scheduler.cli"]
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DUBAN_")}
-    env.update(extra)
-    return env
-
-
 def cpu_pressure() -> str:
     """Share of the last minute in which some runnable task waited for a CPU (Linux PSI), or ''."""
     try:
@@ -148,8 +132,6 @@ def cpu_pressure() -> str:
         return next(x.split("=")[1] for x in some if x.startswith("avg60=")) + " %"
     except (OSError, StopIteration, IndexError):
         return ""
-
-
 
 
 def profile(label: str, fn, setup=None, filt: str = r"^(?!.*tick_bench\.py)") -> None:
@@ -170,55 +152,6 @@ def profile(label: str, fn, setup=None, filt: str = r"^(?!.*tick_bench\.py)") ->
 
 
 # --- databases -----------------------------------------------------------------------------------
-class Db:
-    """A fresh database: a SQLite file in the temp directory, or a new PostgreSQL schema."""
-
-    live: list[Db] = []  # dropped at the end whatever happens
-
-    def __init__(self, kind: str, tmp: str, name: str, pg_base: str | None = None):
-        self.kind, self.schema, self.dropped = kind, None, False
-        Db.live.append(self)
-        if kind == "sqlite":
-            self.path = os.path.join(tmp, f"{name}-{uuid.uuid4().hex[:8]}.db")
-            self.url = f"sqlite:///{self.path}"
-        else:
-            import sqlalchemy as sa
-
-            self.schema = f"bench_{name}_{uuid.uuid4().hex[:8]}".lower()  # unquoted in search_path
-            self._admin = sa.create_engine(pg_base)
-            with self._admin.begin() as c:
-                c.execute(text(f'CREATE SCHEMA "{self.schema}"'))
-            sep = "&" if "?" in pg_base else "?"
-            self.url = f"{pg_base}{sep}options=-csearch_path%3D{self.schema}"
-        self.engine = make_engine(self.url)
-        upgrade(self.engine)
-
-    def drop(self) -> None:
-        if self.dropped:
-            return
-        self.dropped = True
-        if hasattr(self, "engine"):
-            self.engine.dispose()
-        if self.kind == "sqlite":
-            for suffix in ("", "-wal", "-shm"):
-                if os.path.exists(self.path + suffix):
-                    os.remove(self.path + suffix)
-        if self.schema:
-            for attempt in range(3):  # the server may have been restarted under us: try on a fresh connection
-                try:
-                    with self._admin.begin() as c:
-                        c.execute(text(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE'))
-                    break
-                except OperationalError:
-                    self._admin.dispose()
-                    if attempt == 2:
-                        raise
-                    time.sleep(2)
-            self._admin.dispose()
-
-
-
-
 
 
 def import_rules(engine, text_: str, filename: str) -> None:
