@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from notifications.message import KIND_NAMES, Message, render
+from notifications.message import CHANNEL_LABELS, KIND_NAMES, Message, render
 from rules.calendar import WorkCalendar
 
 from .channel_state import disabled_channels
@@ -58,10 +58,6 @@ def digest_context(s: Session, now: datetime, tz: ZoneInfo | None = None, org: s
             "due_soon": [named(r) for r in rows if r["state"] == "due-soon"],
             "progress": [named(r) for r in rows if r["quota"] > 1 and r["state"] not in ("overdue", "due-soon")],
             "completions": completions, "failures": failures, "warnings": warnings, "redated": redated}
-
-
-CHANNEL_LABELS = {"email": "邮件", "wecom-app": "企业微信应用消息", "wecom-robot": "企业微信群机器人",
-                  "console": "控制台"}
 
 
 def channel_trouble(s: Session, now: datetime, org: str) -> list[str]:

@@ -29,7 +29,7 @@ from sqlalchemy import func, or_, select, type_coerce
 from sqlalchemy.orm import Session
 from sqlalchemy.types import NullType
 
-from notifications.message import KIND_NAMES
+from notifications.message import CHANNEL_LABELS, KIND_NAMES
 from rules.errors import DubanError
 
 from .models import (
@@ -43,7 +43,7 @@ from .models import (
     RuleRow,
     WaiverRow,
 )
-from .occurrences import STATE_NAMES, state_of
+from .occurrences import STATE_NAMES, state_name
 from .store import load_people_groups
 
 LEDGER_SHEET, CHANGES_SHEET, ATTEMPTS_SHEET = "台账", "规则变更", "发送记录"
@@ -57,7 +57,6 @@ ATTEMPTS_WRAP = {6}
 
 ACTION_NAMES = {"added": "新增", "updated": "修改", "disabled": "停用", "enabled": "启用", "redated": "截止日调整",
                 "calendar": "导入放假安排", "calendar-import": "导入放假安排"}
-CHANNEL_LABELS = {"email": "邮件", "wecom-app": "企业微信应用消息", "wecom-robot": "企业微信群机器人", "console": "控制台"}
 OUTCOME_NAMES = {"sent": "已发送", "failed": "失败", "dead": "放弃", "skipped": "跳过", "sending": "发送中"}
 FORMATS = (".xlsx", ".csv")
 
@@ -341,7 +340,7 @@ def ledger_rows(s: Session, flt: LedgerFilter, today: date, local: _Local, names
     for key, rule_id, title, owner, opens, due, quota, done_count, state, provisional in _fetch(conn, q, 5000):
         st = shown_state.get((state, due))
         if st is None:
-            st = state_of(_Occ(state, _as_date(due)), today)
+            st = state_name(state, _as_date(due), today)
             st = shown_state[(state, due)] = STATE_NAMES.get(st, st)
         who = owner_names.get(owner)
         if who is None:
@@ -363,13 +362,6 @@ def _as_date(v: date | str) -> date:
     return date.fromisoformat(v) if isinstance(v, str) else v
 
 
-class _Occ:
-    """What `state_of` reads of an occurrence, without loading the ORM object."""
-
-    __slots__ = ("state", "due")
-
-    def __init__(self, state: str, due: date):
-        self.state, self.due = state, due
 
 
 def _snapshot(s: Session) -> None:

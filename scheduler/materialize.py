@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from rules.calendar import WorkCalendar
 from rules.loader import RuleSet
 from rules.model import Rule
-from rules.planner import Planner
+from rules.planner import Occurrence, Planner
 
 from .models import DEFAULT_ORG, DeliveryRow, OccurrenceRow, RuleRow
 from .state import CONFIG_VERSION, get_state, set_state, states_with_prefix
@@ -154,10 +154,7 @@ class Materializer:
                 active_from = min([o.opens, *o.reminder_days, o.due - HORIZON])
                 if active_from > self.today and o.event_id is None:
                     continue  # not yet open, no reminder yet, not due soon: created on a later day
-                occ_rows.append(dict(org=self.org, key=o.key, rule_id=o.rule, title=rule.title, period=o.period, owner=o.owner,
-                                     opens=o.opens, due=o.due, quota=o.quota, provisional=o.provisional,
-                                     event_id=o.event_id if isinstance(o.event_id, int) else None, state="open",
-                                     done_count=0, created_at=self.now))
+                occ_rows.append(occurrence_row(self.org, o, rule.title, self.now))
                 for day in o.reminder_days:
                     for pid in rs.members(o.owner) if o.owner else ():
                         reminder_rows.append(self._delivery(o.key, "reminder", day, pid, epoch(day, rule.at, self.tz)))
@@ -189,6 +186,14 @@ class Materializer:
                 for pid in dict.fromkeys(targets):
                     rows.append(self._delivery(occ.key, "escalation", esc, pid, epoch(esc, rule.at, self.tz)))
         return insert_ignore(self.s, DeliveryRow, rows)
+
+
+def occurrence_row(org: str, o: Occurrence, title: str, now: datetime) -> dict[str, Any]:
+    """A planned occurrence as a new, open row of `occurrences`."""
+    return dict(org=org, key=o.key, rule_id=o.rule, title=title, period=o.period, owner=o.owner, opens=o.opens,
+                due=o.due, quota=o.quota, provisional=o.provisional,
+                event_id=o.event_id if isinstance(o.event_id, int) else None, state="open", done_count=0,
+                created_at=now)
 
 
 def delivery_key(org: str, occ_key: str | None, kind: str, slot: str, pid: str) -> str:

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from rules.errors import DubanError
 from rules.planner import Planner
 
-from .materialize import effective_start, insert_ignore
+from .materialize import effective_start, insert_ignore, occurrence_row
 from .models import DEFAULT_ORG, CompletionRow, DeliveryRow, OccurrenceRow, RuleRow, WaiverRow
 from .store import load_calendar, load_events, load_ruleset
 
@@ -21,14 +21,14 @@ DUE_SOON_DAYS = 7
 STATE_NAMES = {"open": "进行中", "due-soon": "即将到期", "overdue": "已逾期", "done": "已完成", "waived": "已免办"}
 
 
-def state_of(occ: OccurrenceRow, today: date) -> str:
-    if occ.state != "open":
-        return occ.state
-    if today > occ.due:
+def state_name(state: str, due: date, today: date) -> str:
+    """What a user sees: a closed state as stored, else overdue / due-soon (7 days) / open."""
+    if state != "open":
+        return state
+    if today > due:
         return "overdue"
-    if (occ.due - today).days <= DUE_SOON_DAYS:
-        return "due-soon"
-    return "open"
+    return "due-soon" if (due - today).days <= DUE_SOON_DAYS else "open"
+
 
 
 def _by_key(org: str, key: str):
@@ -52,11 +52,7 @@ def find_occurrence(s: Session, key: str, now: datetime, org: str = DEFAULT_ORG)
         events = load_events(s, now.tzinfo, org)
         for o in planner.plan([rule], today - timedelta(days=400), today + timedelta(days=400), events):
             if o.key == key:
-                insert_ignore(s, OccurrenceRow, [dict(
-                    org=org, key=o.key, rule_id=o.rule, title=rule.title, period=o.period, owner=o.owner, opens=o.opens,
-                    due=o.due, quota=o.quota, provisional=o.provisional,
-                    event_id=o.event_id if isinstance(o.event_id, int) else None, state="open", done_count=0,
-                    created_at=now)])
+                insert_ignore(s, OccurrenceRow, [occurrence_row(org, o, rule.title, now)])
                 return s.scalar(_by_key(org, key))
     known = list(s.scalars(select(OccurrenceRow.key).where(OccurrenceRow.org == org, OccurrenceRow.state == "open")))
     close = difflib.get_close_matches(key, known, n=3, cutoff=0.5)
@@ -99,13 +95,9 @@ def status_rows(s: Session, now: datetime, *, closed_days: int = 30, org: str = 
     escalated = set(s.scalars(select(DeliveryRow.occurrence_key).where(
         DeliveryRow.org == org, DeliveryRow.kind == "escalation", DeliveryRow.status == "sent")))
     order = {"overdue": 0, "due-soon": 1, "open": 2, "done": 3, "waived": 4}
-    soon = today + timedelta(days=DUE_SOON_DAYS)
     out = []
     for key, rule_id, title, owner, opens, due, state, done_count, quota, provisional in occs:
-        if state != "open":
-            st = state
-        else:
-            st = "overdue" if today > due else ("due-soon" if due <= soon else "open")
+        st = state_name(state, due, today)
         out.append({"key": key, "rule": rule_id, "title": title, "owner": owner, "opens": opens.isoformat(),
                     "due": due.isoformat(), "state": st, "done_count": done_count, "quota": quota,
                     "days_overdue": (today - due).days if st == "overdue" else 0,
