@@ -6,7 +6,13 @@ from __future__ import annotations
 _ESCAPES = str.maketrans({"*": "＊", "_": "＿", "`": "｀", "[": "［", "]": "］", "<": "＜", ">": "＞", "#": "＃"})
 
 
+class MdSafe(str):
+    """A value we made ourselves (an action link's URL): written into markdown as it is."""
+
+
 def md_escape(text: object) -> str:
+    if isinstance(text, MdSafe):
+        return text
     return str(text).translate(_ESCAPES)
 
 

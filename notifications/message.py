@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 KIND_NAMES = {"reminder": "提醒", "overdue": "逾期提醒", "escalation": "督办通知", "digest": "每日汇总",
-              "redate": "截止日期调整", "test": "测试消息"}
+              "redate": "截止日期调整", "test": "测试消息", "login": "登录链接"}
 CHANNEL_LABELS = {"email": "邮件", "wecom-app": "企业微信应用消息", "wecom-robot": "企业微信群机器人", "console": "控制台"}
 TEMPLATES = Path(__file__).parent / "templates"
 

@@ -7,6 +7,8 @@ import re
 
 _SECRETS: set[str] = set()
 _QUERY_SECRET = re.compile(r"(\b(?:key|corpsecret|access_token)=)[^&\s\"']+", re.IGNORECASE)
+# the token in an action link, a sign-in link or a calendar feed address (the path is the secret)
+_TOKEN_PATH = re.compile(r"(/(?:a|login|cal)/)(?!wecom\b)[A-Za-z0-9._~%-]{20,}")
 
 
 def register_secret(value: str | None) -> None:
@@ -19,7 +21,7 @@ def redact(text: str) -> str:
     """The text with every registered secret and every secret-looking URL parameter replaced by ***."""
     for s in sorted(_SECRETS, key=len, reverse=True):
         text = text.replace(s, "***")
-    return _QUERY_SECRET.sub(r"\1***", text)
+    return _TOKEN_PATH.sub(r"\1***", _QUERY_SECRET.sub(r"\1***", text))
 
 
 class RedactingFilter(logging.Filter):

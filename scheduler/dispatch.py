@@ -24,6 +24,7 @@ from sqlalchemy import Engine, and_, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from notifications.channels.base import Channel, ChannelDisabled, ChannelError, SendResult
+from notifications.markdown import MdSafe
 from notifications.message import KIND_NAMES, Message, Recipient, render
 from notifications.redact import redact
 from rules.model import Person
@@ -77,8 +78,9 @@ def _occurrence(s: Session, d: DeliveryRow) -> OccurrenceRow | None:
 class Dispatcher:
     def __init__(self, engine: Engine, channels: list[ConfiguredChannel], tz: ZoneInfo, *, worker: str | None = None,
                  template_dir: str | None = None, digest_renderer=None, lease_seconds: int = LEASE_SECONDS,
-                 org: str | None = None):
+                 org: str | None = None, link_for=None):
         self.engine, self.configured, self.tz = engine, channels, tz
+        self.link_for = link_for  # (org, person, occurrence key) -> the action link's URL
         self.lease = lease_seconds
         self.org = org  # None: every branch
         self._clock = lambda: int(time.time())  # run() replaces it with the injected time that passes
@@ -250,7 +252,8 @@ class Dispatcher:
                        quota=occ.quota, done_count=occ.done_count, provisional=occ.provisional,
                        days_left=(occ.due - today).days, days_overdue=max((today - occ.due).days, 0),
                        owner_name=owner.name if owner else (occ.owner or "未指定"),
-                       required_by=self._workdays_after(s, today, 3))
+                       required_by=self._workdays_after(s, today, 3),
+                       action_url=MdSafe(self.link_for(d.org, d.recipient, occ.key)) if self.link_for else None)
             if d.kind == "redate":
                 old, _sep, new = d.slot.partition(">")
                 ctx.update(old_due=date.fromisoformat(old), new_due=date.fromisoformat(new))

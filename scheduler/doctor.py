@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from sqlalchemy import func, select
 
@@ -43,6 +44,7 @@ def run_checks(app: App, send_test: bool = False) -> list[Check]:
         channels = []
 
     db_ok = _check_database(app, out)
+    _check_web(app, out)
     if db_ok:
         _check_data(app, out, [c.channel for c in channels])
     working = []
@@ -71,6 +73,53 @@ def run_checks(app: App, send_test: bool = False) -> list[Check]:
                 if current is not None and current.fingerprint == v.get("fingerprint"):
                     out.append(Check(ERROR, "渠道", f"{v['label']}已停用（{v['at'][:16]}）：{v['reason']}。修正设置后自动恢复"))
     return out
+
+
+def _check_web(app: App, out: list[Check]) -> None:
+    """The workbench's address, and files that hold secrets or personal data readable by others."""
+    import os
+    import stat
+
+    from .paths import data_dir
+    from .signing import KEY_FILE, base_url, is_https
+    from .web.serve import web_address
+
+    try:
+        address = web_address(app.settings)
+    except DubanError as e:
+        out.append(Check(ERROR, "工作台", e.message))
+        address = None
+    if address is None:
+        out.append(Check(OK, "工作台", "已关闭（DUBAN_WEB_PORT=off）；消息中的链接仍指向 " + base_url(app.settings)))
+    else:
+        host, port = address
+        loopback = host in ("127.0.0.1", "localhost", "::1")
+        if not loopback and not is_https(app.settings):
+            out.append(Check(WARN, "工作台", f"监听 {host}:{port}，但 DUBAN_BASE_URL 不是 https 地址：登录会话和链接会以明文"
+                                            "在网络上传输。请在前面放置提供 https 的反向代理（见 README），并把 DUBAN_BASE_URL 设为 https 地址"))
+        elif not app.settings.get("DUBAN_BASE_URL") and not loopback:
+            out.append(Check(WARN, "工作台", f"监听 {host}:{port}，但没有设置 DUBAN_BASE_URL：消息里的链接是 "
+                                            f"{base_url(app.settings)}，别人的电脑打不开"))
+        else:
+            out.append(Check(OK, "工作台", f"监听 {host}:{port}，链接地址 {base_url(app.settings)}"))
+    folder = data_dir(app.settings, create=False)
+    paths = [folder, folder / KEY_FILE]
+    url = app.settings.database_url
+    if url.startswith("sqlite"):
+        from sqlalchemy.engine import make_url
+
+        db = make_url(url).database
+        if db and db != ":memory:":
+            paths.append(Path(db))
+    for path in paths:
+        try:
+            mode = os.stat(path).st_mode
+        except OSError:
+            continue
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            what = "数据目录" if path.is_dir() else "文件"
+            out.append(Check(WARN, "文件权限", f"{what} {path} 可被其他用户读取（权限 {stat.filemode(mode)}），其中有人员信息"
+                                            f"或密钥：请运行 chmod {'700' if path.is_dir() else '600'} {path}"))
 
 
 def _check_database(app: App, out: list[Check]) -> bool:

@@ -156,7 +156,8 @@ class OccurrenceRow(Base):
 class CompletionRow(Base):
     __tablename__ = "completions"
     __table_args__ = (Index("ix_completions_org_at", "org", "at"),
-                      Index("ix_completions_org_occurrence", "org", "occurrence_key"))
+                      Index("ix_completions_org_occurrence", "org", "occurrence_key"),
+                      Index("uq_completions_org_request", "org", "request_id", unique=True))
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     org: Mapped[str] = org_column()
     occurrence_key: Mapped[str] = mapped_column(String(200), index=True)
@@ -164,6 +165,8 @@ class CompletionRow(Base):
     at: Mapped[datetime] = mapped_column(UTCDateTime())
     note: Mapped[str | None] = mapped_column(Text)
     evidence: Mapped[str | None] = mapped_column(Text)
+    via: Mapped[str | None] = mapped_column(String(16))  # cli | web | link
+    request_id: Mapped[str | None] = mapped_column(String(64))  # a form's one-time id: two clicks record once
 
 
 class WaiverRow(Base):
@@ -175,6 +178,7 @@ class WaiverRow(Base):
     reason: Mapped[str] = mapped_column(Text)
     by: Mapped[str | None] = mapped_column(String(200))
     at: Mapped[datetime] = mapped_column(UTCDateTime())
+    via: Mapped[str | None] = mapped_column(String(16))
 
 
 class DeliveryRow(Base):
@@ -227,3 +231,49 @@ class ChannelPostRow(Base):
     bucket: Mapped[str] = mapped_column(String(200))
     at: Mapped[int] = mapped_column(BigInteger)
     __table_args__ = (Index("ix_channel_posts_bucket_at", "bucket", "at"),)
+
+
+class WebSessionRow(Base):
+    """A signed-in browser. The cookie holds a random value; only its SHA-256 is stored."""
+
+    __tablename__ = "web_sessions"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    org: Mapped[str] = mapped_column(String(64))
+    person: Mapped[str] = mapped_column(String(64))
+    csrf: Mapped[str] = mapped_column(String(64))
+    via: Mapped[str] = mapped_column(String(16))  # link | email | wecom
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class WebTokenRow(Base):
+    """A one-time sign-in token or a calendar feed address, stored as its SHA-256."""
+
+    __tablename__ = "web_tokens"
+    __table_args__ = (Index("ix_web_tokens_person", "org", "person", "purpose"),)
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    purpose: Mapped[str] = mapped_column(String(16))  # login | calendar
+    org: Mapped[str] = mapped_column(String(64))
+    person: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class AuditEventRow(Base):
+    """Who did what, from where: completions, waivers, sign-ins, sign-in links issued."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_events_org_at", "org", "at"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    org: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    actor: Mapped[str | None] = mapped_column(String(64))
+    via: Mapped[str] = mapped_column(String(16))  # cli | web | link | wecom
+    action: Mapped[str] = mapped_column(String(32))
+    target: Mapped[str | None] = mapped_column(String(200))
+    remote: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[Any] = mapped_column(JSON, nullable=True)

@@ -92,7 +92,31 @@ def run_service(app: App, offset: timedelta, interval_seconds: int = 60) -> None
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    web = start_web(app, clock)
     log.info("督办服务已启动：渠道 %s；每 %d 秒检查一次；每日汇总 %s 发给 %s；进程 %s",
              "、".join(c.channel.label for c in channels), interval_seconds, s.digest_at, s.digest_to, worker)
-    scheduler.start()
+    try:
+        scheduler.start()
+    finally:
+        if web:
+            from .web.serve import stop as stop_web
+
+            stop_web(*web)
     log.info("督办服务已停止")
+
+
+def start_web(app: App, clock: Callable[[], datetime]):
+    """The workbench beside the scheduler, unless `DUBAN_WEB_PORT=off`; prints where to open it."""
+    from .output import say
+    from .signing import base_url
+    from .web.serve import make_server, start_in_thread, web_address
+
+    address = web_address(app.settings)
+    if address is None:
+        log.info("工作台已关闭（DUBAN_WEB_PORT=off）")
+        return None
+    server = make_server(app.settings, app.engine, clock, *address)
+    thread = start_in_thread(server)
+    say(f"督办工作台已启动：{base_url(app.settings)}/ （监听 {address[0]}:{address[1]}）\n"
+        f"登录：管理员运行 duban web login-link 人员编号 获取登录链接，或在登录页用邮箱获取。")
+    return server, thread

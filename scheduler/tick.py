@@ -16,6 +16,16 @@ from .routing import ConfiguredChannel, configured_channels
 from .settings import Settings
 from .store import load_people_groups
 
+
+def action_links(settings: Settings):
+    """(org, person, occurrence key) -> the signed action link every reminder carries."""
+    from urllib.parse import quote
+
+    from .signing import ACTION_PATH, base_url, signer
+
+    prefix, sign = base_url(settings) + ACTION_PATH, signer(settings)
+    return lambda org, person, key: prefix + quote(sign.action_token(org, person, key))
+
 log = logging.getLogger("duban.tick")
 
 
@@ -57,5 +67,6 @@ def tick(engine: Engine, settings: Settings, now: datetime, channels: list[Confi
         log.info("计划：新建事项 %d 项，新建待发消息 %d 条", planned.occurrences, planned.deliveries)
     dispatcher = Dispatcher(engine, channels or configured_channels(settings), settings.tz, worker=worker,
                             template_dir=settings.get("DUBAN_TEMPLATE_DIR"), digest_renderer=digest_renderer,
-                            lease_seconds=int(settings.get("DUBAN_LEASE_SECONDS", str(LEASE_SECONDS))), org=org)
+                            lease_seconds=int(settings.get("DUBAN_LEASE_SECONDS", str(LEASE_SECONDS))), org=org,
+                            link_for=action_links(settings))
     return TickResult(planned, dispatcher.run(now, people))

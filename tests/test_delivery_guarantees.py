@@ -38,7 +38,7 @@ def many_people_rules(n: int) -> str:
 
 
 def env_for(url: str, smtp) -> dict[str, str]:
-    return {"DUBAN_DATABASE_URL": url, **smtp.env()}
+    return {"DUBAN_DATABASE_URL": url, **smtp.env(), "DUBAN_WEB_PORT": "off"}
 
 
 def setup_db(workdir, env, rules_text, now="2026-12-01T09:00"):
@@ -155,3 +155,49 @@ def test_reminders_missed_while_down_collapse_into_one(smtp, workdir):
     assert len(smtp.messages) == 1 and "今天" in smtp.messages[0].subject
     run_process("tick", "--now", "2026-12-15T16:05", env=env, cwd=workdir)
     assert len(smtp.messages) == 1
+
+
+def test_the_service_serves_the_workbench_and_says_where(smtp, workdir):
+    import socket
+
+    import requests
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    env = {**env_for(f"sqlite:///{workdir / 'duban.db'}", smtp), "DUBAN_WEB_PORT": str(port),
+           "DUBAN_BASE_URL": f"http://127.0.0.1:{port}"}
+    setup_db(workdir, env, ONE_RULE)
+    child = subprocess.Popen([sys.executable, "-m", "scheduler.cli", "run", "--now", "2026-12-14T09:05",
+                              "--interval", "1"], env={**os.environ, **env}, cwd=workdir,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: len(smtp.messages) >= 1)
+        login = requests.get(f"http://127.0.0.1:{port}/login", timeout=5)
+        assert login.status_code == 200 and "登录督办工作台" in login.text
+        link = next(w for m in smtp.messages for w in m.text.split() if f"127.0.0.1:{port}/a/" in w)
+        page = requests.get(link, timeout=5)
+        assert page.status_code == 200 and "月度报告" in page.text
+    finally:
+        child.send_signal(signal.SIGTERM)
+        out, err = child.communicate(timeout=30)
+    assert child.returncode == 0, err
+    assert f"督办工作台已启动：http://127.0.0.1:{port}/" in out and "login-link" in out
+    assert "/a/" not in err  # the access log never holds a token
+
+
+def test_the_service_refuses_to_start_when_the_workbench_port_is_taken(smtp, workdir):
+    import socket
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    port = sock.getsockname()[1]
+    env = {**env_for(f"sqlite:///{workdir / 'duban.db'}", smtp), "DUBAN_WEB_PORT": str(port)}
+    setup_db(workdir, env, ONE_RULE)
+    try:
+        r = run_process("run", "--now", "2026-12-14T09:05", env=env, cwd=workdir)
+    finally:
+        sock.close()
+    assert r.code == 2 and "端口可能已被占用" in r.err and "DUBAN_WEB_PORT" in r.err and "Traceback" not in r.err

@@ -730,7 +730,7 @@ def test_postgresql_restarted_during_dispatch(restartable_pg, duban, smtp, workd
     unfinished; it stops cleanly on SIGTERM."""
     url, cluster = restartable_pg
     n = 40
-    env = env_for(url, smtp, DUBAN_LEASE_SECONDS="3")  # the service's leases run on the real clock
+    env = env_for(url, smtp, DUBAN_LEASE_SECONDS="3", DUBAN_WEB_PORT="off")  # the service's leases run on the real clock
     setup_db(workdir, env, team_rules(n), duban=duban)
     hold = HoldAt(smtp, 5)
     log_path = workdir / "service.log"

@@ -35,7 +35,7 @@ def wait_for(predicate, timeout: float) -> bool:
 
 
 def test_three_services_share_the_work_and_survive_a_kill(pg_url, smtp, workdir):
-    env = {"DUBAN_DATABASE_URL": pg_url, **smtp.env(), "DUBAN_LEASE_SECONDS": "5"}
+    env = {"DUBAN_DATABASE_URL": pg_url, **smtp.env(), "DUBAN_LEASE_SECONDS": "5", "DUBAN_WEB_PORT": "off"}
     (workdir / "rules.yaml").write_text(rules_text(N), encoding="utf-8")
     assert run_process("init", "--no-pack", env=env, cwd=workdir).code == 0
     assert run_process("rules", "import", "rules.yaml", "--now", "2026-12-01T09:00", env=env, cwd=workdir).code == 0

@@ -70,6 +70,9 @@ class WeComServer:
         self._revoked: set[str] = set()
         self._member_sent: dict[str, deque[float]] = {u.lower(): deque() for u in self.users}
         self._recent_app: dict[str, float] = {}  # canonical request JSON → time accepted
+        # OAuth (snsapi_base): who "is using the WeCom client" when it opens the authorize URL
+        self.oauth_user: str | None = None
+        self._oauth_codes: dict[str, tuple[str, float]] = {}  # code → (userid, issued)
         self._stopping = threading.Event()
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -180,6 +183,42 @@ class WeComServer:
                 self._tokens[tok] = now
             remaining = int(self._tokens[tok] + self.token_ttl - now)
             return {"errcode": 0, "errmsg": "ok", "access_token": tok, "expires_in": remaining}
+
+    # OAuth ---------------------------------------------------------------------
+    def oauth_authorize(self, query: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+        """The WeCom client's redirect: back to `redirect_uri` with a one-time code (5 minutes)."""
+        from urllib.parse import urlencode
+
+        with self.lock:
+            if query.get("appid") != self.corp_id or query.get("scope") != "snsapi_base" or not query.get("redirect_uri"):
+                return 400, {}, "参数错误".encode()
+            if query.get("agentid") != str(self.agent_id):
+                return 400, {}, "agentid 错误".encode()
+            if self.oauth_user is None:  # opened outside the WeCom client
+                return 403, {}, "请在企业微信客户端打开链接".encode()
+            code = secrets.token_urlsafe(24)
+            self._oauth_codes[code] = (self.oauth_user, self.clock())
+            sep = "&" if "?" in query["redirect_uri"] else "?"
+            target = f"{query['redirect_uri']}{sep}{urlencode({'code': code, 'state': query.get('state', '')})}"
+            return 302, {"Location": target}, b""
+
+    def getuserinfo(self, query: dict[str, str]) -> dict:
+        with self.lock:
+            tok = query.get("access_token")
+            if not tok:
+                return self._err(41001, "access_token missing")
+            issued = self._tokens.get(tok)
+            if issued is None or tok in self._revoked:
+                return self._err(40014, "invalid access_token")
+            if self.clock() >= issued + self.token_ttl:
+                return self._err(42001, "access_token expired")
+            entry = self._oauth_codes.pop(query.get("code", ""), None)  # single use
+            if entry is None or self.clock() > entry[1] + 300:
+                return self._err(40029, "invalid code")
+            userid = entry[0]
+            if userid.lower() not in self._member_sent:
+                return {"errcode": 0, "errmsg": "ok", "openid": "o" + userid, "external_userid": ""}
+            return {"errcode": 0, "errmsg": "ok", "userid": userid, "user_ticket": ""}
 
     def message_send(self, query: dict[str, str], raw: bytes) -> dict:
         with self.lock:
@@ -308,6 +347,22 @@ class _Handler(BaseHTTPRequestHandler):
             if method != "GET":
                 return self._json(fake._err(43001, "require GET method"))
             return self._json(fake.gettoken(query))
+        if route == "/connect/oauth2/authorize":
+            status, headers, body = fake.oauth_authorize(query)
+            try:
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            return
+        if route == "/cgi-bin/auth/getuserinfo":
+            if method != "GET":
+                return self._json(fake._err(43001, "require GET method"))
+            return self._json(fake.getuserinfo(query))
         if route == "/cgi-bin/webhook/send":
             queue, handler = fake.robot_errors, fake.robot_send
         elif route == "/cgi-bin/message/send":

@@ -82,6 +82,15 @@ class WeComAppChannel:
                                detail={"invaliduser": invalid})
         return SendResult({"msgid": body.get("msgid")})
 
+    def api_get(self, path: str, params: dict) -> dict:
+        """A GET of another API of the app (e.g. OAuth's auth/getuserinfo), refreshing a stale token once."""
+        url = f"{self.api_base}{path}"
+        body = post_or_get(self.http, "GET", url, params={**params, "access_token": self.token()})
+        if body.get("errcode", -1) in TOKEN_ERRCODES:
+            body = post_or_get(self.http, "GET", url, params={**params, "access_token": self.token(refresh=True)})
+        raise_for_errcode(body)
+        return body
+
     def _post(self, payload: dict, refresh: bool = False) -> dict:
         token = self.token(refresh=refresh)
         return post_or_get(self.http, "POST", f"{self.api_base}/cgi-bin/message/send",
