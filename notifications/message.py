@@ -31,11 +31,13 @@ class Message:
     most messages go out through one channel and need only one of them.
     """
 
-    __slots__ = ("kind", "subject", "text", "key", "_html", "_markdown", "_render_other")
+    __slots__ = ("kind", "subject", "text", "key", "url", "_html", "_markdown", "_render_other")
 
     def __init__(self, kind: str, subject: str, text: str, key: str, html: str | None = None,
-                 markdown: str | None = None, render_other: Callable[[str], str] | None = None):
+                 markdown: str | None = None, render_other: Callable[[str], str] | None = None,
+                 url: str | None = None):
         self.kind, self.subject, self.text, self.key = kind, subject, text, key
+        self.url = url  # the action link: a WeCom card opens it
         self._html, self._markdown, self._render_other = html, markdown, render_other
 
     @property
@@ -48,6 +50,15 @@ class Message:
         if self._html is None and self._render_other is not None:
             self._html = self._render_other("html")
         return self._html
+
+    def card(self) -> str | None:
+        """The few lines of a WeCom `textcard` (its own template), when this kind has one."""
+        if self._render_other is None:
+            return None
+        try:
+            return self._render_other("card")
+        except LookupError:  # jinja2's TemplateNotFound: this kind goes as markdown
+            return None
 
     @property
     def markdown(self) -> str | None:
@@ -67,7 +78,7 @@ def _environment(user_dir: str | None, markdown: bool = False):
     loaders = [FileSystemLoader(user_dir)] if user_dir else []
     loaders.append(FileSystemLoader(str(TEMPLATES)))
     env = Environment(loader=ChoiceLoader(loaders), undefined=StrictUndefined,
-                      autoescape=lambda name: bool(name) and name.endswith(".html.j2"),
+                      autoescape=lambda name: bool(name) and name.endswith((".html.j2", ".card.j2")),
                       trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
                       finalize=md_escape if markdown else None)
     env.filters["cn_date"] = lambda d: f"{d.year}年{d.month}月{d.day}日"
@@ -87,4 +98,4 @@ def render(kind: str, context: dict[str, Any], key: str, user_dir: str | None = 
     def render_other(fmt: str) -> str:  # most messages need only one of these: render on demand
         return _environment(user_dir, markdown=fmt == "md").get_template(f"{kind}.{fmt}.j2").render(ctx)
 
-    return Message(kind, subject, text, key, render_other=render_other)
+    return Message(kind, subject, text, key, render_other=render_other, url=context.get("action_url"))

@@ -25,7 +25,6 @@ KEY_FILE = "secret.key"
 ACTION_SALT = "duban.action-link.v1"
 DEFAULT_BASE_URL = "http://127.0.0.1:8080"
 ACTION_PATH = "/a/"
-LINK_MAX_AGE = 3 * 366 * 86400  # a hard ceiling; the occurrence's state decides well before it
 
 
 def secret_key(settings: Settings) -> str:
@@ -77,19 +76,21 @@ class Signer:
     """Signs and reads action links for one secret key."""
 
     def __init__(self, key: str):
-        from itsdangerous import URLSafeTimedSerializer
+        from itsdangerous import URLSafeSerializer
 
-        self._action = URLSafeTimedSerializer(key, salt=ACTION_SALT)
+        # no timestamp: the same message rendered again (a resend) carries the same link, which
+        # WeCom's duplicate check needs; how long a link works is the occurrence's state's business
+        self._action = URLSafeSerializer(key, salt=ACTION_SALT)
 
     def action_token(self, org: str, person: str, occurrence_key: str) -> str:
         return self._action.dumps([org, person, occurrence_key])
 
     def read_action(self, token: str) -> ActionLink | None:
-        """The link's (org, person, key), or None when tampered with, foreign or older than the ceiling."""
+        """The link's (org, person, key), or None when tampered with or made with another key."""
         from itsdangerous import BadData
 
         try:
-            org, person, key = self._action.loads(token, max_age=LINK_MAX_AGE)
+            org, person, key = self._action.loads(token)
         except (BadData, ValueError, TypeError):
             return None
         if not all(isinstance(v, str) for v in (org, person, key)):

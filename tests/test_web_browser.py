@@ -162,7 +162,6 @@ def test_a_post_without_csrf_token_is_refused_in_the_browser(served, browser, du
 
 def test_the_action_link_page_on_a_phone(served, browser, duban, smtp):
     from selenium.webdriver.common.by import By
-
     from web_support import LINK
 
     assert duban("tick", "--now", "2027-01-12T09:05").code == 0  # January's party day, 3 days ahead

@@ -387,8 +387,12 @@ def test_app_messages_go_to_each_user_id_with_one_token(duban, workdir, wecom):
     assert all(m[0] in ("GET", "POST") and m[1].startswith("/cgi-bin/") for m in wecom.requests_log)
     for user in APP_USERS:
         [body] = wecom.app_inbox[user]
-        assert body["touser"] == user and body["msgtype"] == "markdown" and body["agentid"] == wecom.agent_id
-        assert "理论学习" in body["markdown"]["content"]
+        # a card the person taps: the action page of their own duty
+        assert body["touser"] == user and body["msgtype"] == "textcard" and body["agentid"] == wecom.agent_id
+        card = body["textcard"]
+        assert "理论学习" in card["title"] and "理论学习" in card["description"] and card["btntxt"] == "登记"
+        assert card["url"].startswith("http://127.0.0.1:8080/a/")
+        assert len(card["title"].encode()) <= 128 and len(card["description"].encode()) <= 512
     assert {c for _r, _o, c, _e, _d in attempts(workdir)} == {"wecom-app"}
     assert {s for s, _c in delivery_status(workdir).values()} == {"sent"}
 
@@ -474,3 +478,17 @@ def test_app_wrong_corp_secret_disables_the_channel_and_mail_takes_over(duban, w
     tick(duban, wecom, "2026-12-17T09:05")
     assert len(wecom.app_inbox["WangShuJi"]) == 1 and len(wecom.app_inbox["ZhangZhuRen"]) == 1
     assert len(smtp.messages) == 4
+
+
+def test_app_card_of_a_very_long_title_stays_within_the_limits(duban, workdir, wecom):
+    """WeCom refuses a textcard whose title is over 128 bytes or description over 512 (the fake checks)."""
+    wecom.server.users = APP_USERS
+    wecom.use_app()
+    long_title = "关于落实巡察反馈意见整改工作中意识形态工作责任制专项检查及问题整改情况报告" * 2
+    setup(duban, workdir, APP_PEOPLE, monthly("long-one", long_title, "secretary"))
+    r = tick(duban, wecom, "2026-12-15T09:05")
+    assert "发送 提醒 1 条" in r.out, r.out + r.err
+    [body] = wecom.app_messages
+    card = body["textcard"]
+    assert len(card["title"].encode()) <= 128 and card["title"].endswith("…")
+    assert len(card["description"].encode()) <= 512

@@ -241,6 +241,17 @@ class WeComServer:
             mtype = body.get("msgtype")
             if mtype not in ("text", "markdown", "textcard") or not isinstance(body.get(mtype), dict):
                 return self._err(40008, "invalid message type")
+            if mtype == "textcard":  # limits as documented (and modelled by wechatpy)
+                card = body["textcard"]
+                for field, limit in (("title", 128), ("description", 512), ("url", 2048)):
+                    value = card.get(field)
+                    if not isinstance(value, str) or not value:
+                        return self._err(41016 if field == "title" else 41017 if field == "description" else 41018,
+                                         f"missing textcard {field}")
+                    if len(value.encode("utf-8")) > limit:
+                        return self._err(40058, f"textcard.{field} exceed max length {limit}. invalid Request Parameter")
+                if len(str(card.get("btntxt") or "")) > 4:
+                    return self._err(40058, "textcard.btntxt exceed max length 4. invalid Request Parameter")
 
             known = {u.lower(): u for u in self.users}
             touser = [u.strip() for u in str(body.get("touser") or "").split("|") if u.strip()]

@@ -21,6 +21,25 @@ from .wecom_common import DEFAULT_API_BASE, post_or_get, raise_for_errcode
 TOKEN_ERRCODES = (40014, 42001, 40082)
 DUPLICATE_CHECK_SECONDS = 1800  # WeCom drops an identical message within this interval: a resend after a crash
 MARKDOWN_LIMIT = 2048
+CARD_TITLE_LIMIT, CARD_DESCRIPTION_LIMIT = 128, 512  # bytes (textcard)
+
+
+def _cut(text: str, limit: int) -> str:
+    """At most `limit` UTF-8 bytes, cut at a character boundary with an ellipsis."""
+    if len(text.encode("utf-8")) <= limit:
+        return text
+    return text.encode("utf-8")[: limit - 3].decode("utf-8", "ignore") + "…"
+
+
+def _cut_lines(text: str, limit: int) -> str:
+    """Whole lines (a card's <div>s) within `limit` bytes; the first line cut if it alone is too long."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    out: list[str] = []
+    for line in lines:
+        if len("".join([*out, line]).encode("utf-8")) > limit:
+            break
+        out.append(line)
+    return "".join(out) or _cut(lines[0] if lines else text, limit)
 
 
 class WeComAppChannel:
@@ -69,8 +88,14 @@ class WeComAppChannel:
             from ..markdown import split_by_bytes
 
             content = split_by_bytes(content, MARKDOWN_LIMIT - 60)[0] + "\n\n（内容较长，完整内容见邮件或 duban status）"
-        payload = {"touser": person.wecom, "msgtype": "markdown", "agentid": self.agent_id,
-                   "markdown": {"content": content}, "enable_duplicate_check": 1,
+        card = message.card() if message.url else None
+        if card:  # a card the person taps to open the action page
+            body_part = {"msgtype": "textcard", "textcard": {
+                "title": _cut(message.subject, CARD_TITLE_LIMIT), "description": _cut_lines(card, CARD_DESCRIPTION_LIMIT),
+                "url": message.url, "btntxt": "登记"}}
+        else:
+            body_part = {"msgtype": "markdown", "markdown": {"content": content}}
+        payload = {"touser": person.wecom, "agentid": self.agent_id, **body_part, "enable_duplicate_check": 1,
                    "duplicate_check_interval": DUPLICATE_CHECK_SECONDS}
         body = self._post(payload)
         if body.get("errcode", -1) in TOKEN_ERRCODES:
