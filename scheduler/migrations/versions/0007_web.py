@@ -1,15 +1,15 @@
 """The workbench: sessions, one-time sign-in and calendar tokens, the audit of actions, and where a
 completion or waiver came from (CLI, web, action link) with a request id that stops double submission.
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006"
-down_revision = "0005"
+revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
