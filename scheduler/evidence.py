@@ -411,11 +411,12 @@ def store_local_files(directory: Path | str, paths: Sequence[str], limit: int) -
                 raise EvidenceRefused(f"找不到文件：{path}") from None
             except OSError as e:
                 raise EvidenceRefused(f"无法读取文件 {path}（{e.strerror or e}）") from None
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):  # a directory, a FIFO, a device
+                os.close(fd)
+                raise EvidenceRefused(f"{path} 不是普通文件，不能作为佐证材料")
             f = os.fdopen(fd, "rb")
             opened.append((path, f))
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                raise EvidenceRefused(f"{path} 不是普通文件，不能作为佐证材料")
             name, _kind = check_name(os.path.basename(path))
             if st.st_size == 0:
                 raise EvidenceRefused(f"文件“{name}”是空文件（0 字节），请检查后重新上传")
