@@ -547,16 +547,31 @@ def event_add(etype: str, day: str, title: str | None, now: str | None) -> None:
 @click.argument("key", metavar="事项编号")
 @click.option("--by", help="完成人。")
 @click.option("--note", help="完成情况说明。")
-@click.option("--evidence", help="佐证材料（文件编号、链接、存放位置）。")
+@click.option("--evidence", help="佐证材料的说明（文件编号、链接、存放位置）。")
+@click.option("--file", "files", multiple=True, metavar="文件",
+              help="上传佐证材料文件（可多次）：文档、表格、演示文稿、图片、PDF、文本或 zip，"
+                   "每个不超过 DUBAN_EVIDENCE_MAX_MB（默认 20 MB）。")
 @now_option
-def done(key: str, by: str | None, note: str | None, evidence: str | None, now: str | None) -> None:
-    """登记一次完成（需完成多次的事项按次计数）。"""
+def done(key: str, by: str | None, note: str | None, evidence: str | None, files: tuple[str, ...],
+         now: str | None) -> None:
+    """登记一次完成（需完成多次的事项按次计数）。
+
+    \b
+    例：duban done party-day@2026-12 --by secretary --note "已召开" --file 会议记录.pdf --file 签到表.jpg"""
+    from .evidence import attach_evidence, data_dir, human_size, max_bytes, store_local_files
     from .occurrences import record_done
     from .output import say
 
     app = _app(now)
+    stored = []
+    if files:  # kept before the transaction: a refused file changes nothing in the database
+        stored = store_local_files(data_dir(app.settings), files, max_bytes(app.settings))
     with app.session() as s:
         occ = record_done(s, key, now=app.now, by=by, note=note, evidence=evidence, org=app.org)
+        if stored:
+            completion = _new_completion(s, app.org, key)
+            attach_evidence(s, org=app.org, occurrence_key=key, completion_id=completion.id if completion else None,
+                            files=stored, by=by, now=app.now)
         count, quota, state = occ.done_count, occ.quota, occ.state
     if state == "done" and count == quota:
         say(f"已登记完成：{key}（{count}/{quota}），该事项已办结，不再提醒。")
@@ -564,6 +579,23 @@ def done(key: str, by: str | None, note: str | None, evidence: str | None, now: 
         say(f"已登记完成：{key}（{count}/{quota}，已超过要求次数）。")
     else:
         say(f"已登记完成：{key}（{count}/{quota}），还需完成 {quota - count} 次。")
+    for f in stored:
+        say(f"  佐证材料：{f.filename}（{human_size(f.size)}，SHA-256 {f.sha256[:12]}…）")
+
+
+def _new_completion(s, org: str, key: str):
+    """The CompletionRow that record_done just added (pending in the session, or, should it insert
+    directly, the newest one of the occurrence: its row lock keeps other completions out until commit)."""
+    from sqlalchemy import select
+
+    from .models import CompletionRow
+
+    pending = [o for o in s.new if isinstance(o, CompletionRow) and o.org == org and o.occurrence_key == key]
+    s.flush()
+    if pending:
+        return pending[-1]
+    return s.scalar(select(CompletionRow).where(CompletionRow.org == org, CompletionRow.occurrence_key == key)
+                    .order_by(CompletionRow.id.desc()).limit(1))
 
 
 @cli.command()
@@ -769,7 +801,8 @@ def ledger() -> None:
 
 @ledger.command("export")
 @click.option("--out", "out", required=True, metavar="文件",
-              help="写入的文件：.xlsx（Excel 工作簿：台账、规则变更、发送记录三张表）或 .csv（只含台账表）。")
+              help="写入的文件：.xlsx（Excel 工作簿：台账、规则变更、发送记录、佐证材料四张表）、.csv（只含台账表）"
+                   "或 .zip（工作簿加全部佐证材料文件，供检查使用）。")
 @click.option("--from", "from_", metavar="日期", help="只导出截止日不早于这天的事项（含）。")
 @click.option("--to", "to", metavar="日期", help="只导出截止日不晚于这天的事项（含）。")
 @click.option("--rule", "rule_ids", multiple=True, metavar="ID", help="只导出这条规则的事项（可多次）。")
@@ -780,11 +813,12 @@ def ledger_export(out: str, from_: str | None, to: str | None, rule_ids: tuple[s
     \b
     例：duban ledger export --out 台账.xlsx
         duban ledger export --out 十二月.csv --from 2026-12-01 --to 2026-12-31
-        duban ledger export --out 党日.xlsx --rule party-day"""
+        duban ledger export --out 党日.xlsx --rule party-day
+        duban ledger export --out 台账.zip           工作簿加佐证材料文件"""
     from .clock import parse_date
     from .ledger import LedgerFilter, export_ledger, ledger_format
     from .materialize import Materializer
-    from .output import say
+    from .output import say, warn
 
     ledger_format(out)
     app = _app(now)
@@ -793,11 +827,21 @@ def ledger_export(out: str, from_: str | None, to: str | None, rule_ids: tuple[s
     if first and last and last < first:
         raise DubanError(f"--to（{last}）早于 --from（{first}）")
     flt = LedgerFilter(first, last, tuple(dict.fromkeys(rule_ids)), app.org)
+    data = None
+    if ledger_format(out) == "zip":
+        from .evidence import data_dir
+
+        data = data_dir(app.settings)
     with app.session() as s:
         Materializer(s, app.now, app.settings.tz, app.settings.digest_to).run()
     with app.session() as s:
-        result = export_ledger(s, out, now=app.now, tz=app.settings.tz, flt=flt)
-    say(f"已导出台账：{result.occurrences} 项事项 → {out}")
+        result = export_ledger(s, out, now=app.now, tz=app.settings.tz, flt=flt, data=data)
+    if data is None:
+        say(f"已导出台账：{result.occurrences} 项事项 → {out}")
+        return
+    say(f"已导出台账：{result.occurrences} 项事项、佐证材料 {result.files} 个 → {out}")
+    if result.missing:
+        warn(f"注意：{result.missing} 个佐证材料在服务器上找不到（{data}），已在压缩包的 说明.txt 中列出")
 
 
 @cli.command()

@@ -11,6 +11,7 @@ result back (the tests do).
 from __future__ import annotations
 
 import csv
+import hashlib
 import os
 import re
 import tempfile
@@ -21,6 +22,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from itertools import islice
+from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import quoteattr
 from zoneinfo import ZoneInfo
@@ -32,12 +34,14 @@ from sqlalchemy.types import NullType
 from notifications.message import CHANNEL_LABELS, KIND_NAMES
 from rules.errors import DubanError
 
+from .evidence import compressible, evidence_path, human_size, safe_filename
 from .models import (
     DEFAULT_ORG,
     AttemptRow,
     CalendarYearRow,
     CompletionRow,
     DeliveryRow,
+    EvidenceRow,
     OccurrenceRow,
     RuleChangeRow,
     RuleRow,
@@ -46,10 +50,13 @@ from .models import (
 from .occurrences import STATE_NAMES, state_name
 from .store import load_people_groups
 
-LEDGER_SHEET, CHANGES_SHEET, ATTEMPTS_SHEET = "台账", "规则变更", "发送记录"
-LEDGER_HEADERS = ("事项编号", "事项", "出处", "负责人", "开始", "截止日", "状态", "进度", "完成记录", "已发消息",
-                  "免办理由", "暂定日期")
-LEDGER_WRAP = {8, 9, 10}  # columns (0-based) that hold several lines
+LEDGER_SHEET, CHANGES_SHEET, ATTEMPTS_SHEET, EVIDENCE_SHEET = "台账", "规则变更", "发送记录", "佐证材料"
+LEDGER_HEADERS = ("事项编号", "事项", "出处", "负责人", "开始", "截止日", "状态", "进度", "完成记录", "佐证材料",
+                  "已发消息", "免办理由", "暂定日期")
+LEDGER_WRAP = {8, 9, 10, 11}  # columns (0-based) that hold several lines
+EVIDENCE_HEADERS = ("事项编号", "文件名", "大小（字节）", "SHA-256", "上传人", "上传时间")
+ARCHIVE_COLUMN = "压缩包内位置"  # the evidence sheet's extra column in a .zip export
+EVIDENCE_DIR = "佐证材料"  # the folder of the evidence files in a .zip export
 CHANGES_HEADERS = ("时间", "规则", "操作", "变更内容", "来源")
 CHANGES_WRAP = {3, 4}
 ATTEMPTS_HEADERS = ("时间", "事项编号", "类型", "收件人", "渠道", "结果", "说明")
@@ -58,7 +65,7 @@ ATTEMPTS_WRAP = {6}
 ACTION_NAMES = {"added": "新增", "updated": "修改", "disabled": "停用", "enabled": "启用", "redated": "截止日调整",
                 "calendar": "导入放假安排", "calendar-import": "导入放假安排"}
 OUTCOME_NAMES = {"sent": "已发送", "failed": "失败", "dead": "放弃", "skipped": "跳过", "sending": "发送中"}
-FORMATS = (".xlsx", ".csv")
+FORMATS = (".xlsx", ".csv", ".zip")
 
 
 @dataclass(frozen=True)
@@ -91,13 +98,15 @@ class Exported:
     occurrences: int
     changes: int
     attempts: int
+    files: int = 0  # evidence files put in a .zip export
+    missing: int = 0  # evidence files listed but not found on disk
 
 
 def ledger_format(path: str) -> str:
     ext = os.path.splitext(path)[1].lower()
     if ext not in FORMATS:
-        raise DubanError(f"不支持导出为“{ext or '无扩展名'}”文件：--out 的文件名应以 .xlsx（Excel 工作簿）或 .csv 结尾，"
-                         f"例如 台账.xlsx")
+        raise DubanError(f"不支持导出为“{ext or '无扩展名'}”文件：--out 的文件名应以 .xlsx（Excel 工作簿）、.csv "
+                         f"或 .zip（工作簿加全部佐证材料文件）结尾，例如 台账.xlsx")
     return ext[1:]
 
 
@@ -268,6 +277,34 @@ def _waivers(s: Session, flt: LedgerFilter, local: _Local, names: _Names) -> dic
     return out
 
 
+def _evidence(s: Session, flt: LedgerFilter) -> list[tuple]:
+    """The evidence files of the selected occurrences, by occurrence then upload time:
+    (occurrence_key, filename, size, sha256, content_type, uploaded_by, uploaded_at)."""
+    q = _joined(select(EvidenceRow.occurrence_key, EvidenceRow.filename, EvidenceRow.size, EvidenceRow.sha256,
+                       EvidenceRow.content_type, EvidenceRow.uploaded_by, _raw(EvidenceRow.uploaded_at)),
+                EvidenceRow, flt).order_by(EvidenceRow.occurrence_key, EvidenceRow.uploaded_at, EvidenceRow.id)
+    return list(_fetch(s.connection(), q))
+
+
+def _evidence_lines(files: list[tuple]) -> dict[str, list[str]]:
+    """`会议记录.pdf（1.2 MB，SHA-256 3f2a9c01d4e7…）` for each file, by occurrence (the full hash is in the
+    佐证材料 sheet)."""
+    out: dict[str, list[str]] = defaultdict(list)
+    for key, name, size, sha, *_rest in files:
+        out[key].append(f"{name}（{human_size(size)}，SHA-256 {sha[:12]}…）")
+    return out
+
+
+def evidence_rows(files: list[tuple], local: _Local, names: _Names,
+                  places: list[str | None] | None = None) -> Iterator[list[str]]:
+    """The 佐证材料 sheet (EVIDENCE_HEADERS), and where each file is in a .zip export."""
+    for i, (key, name, size, sha, _ctype, by, at) in enumerate(files):
+        row = [key, name, str(size), sha, names(by), local(at)]
+        if places is not None:
+            row.append(places[i] or "（服务器上缺少此文件，未放入压缩包）")
+        yield row
+
+
 def _attempts(s: Session, flt: LedgerFilter, tz: ZoneInfo) -> list[tuple]:
     """Every delivery attempt about the selected occurrences, and the digests of the period (no rule
     filter): (started_at, channel, outcome, error, occurrence_key, kind, recipient), oldest first."""
@@ -323,13 +360,14 @@ def attempt_rows(attempts: list[tuple], local: _Local, names: _Names) -> Iterato
 
 
 def ledger_rows(s: Session, flt: LedgerFilter, today: date, local: _Local, names: _Names,
-                sent: dict[str, list[str]]) -> Iterator[list[str]]:
+                sent: dict[str, list[str]], evidence: dict[str, list[str]] | None = None) -> Iterator[list[str]]:
     """One row per occurrence, by due date then key (LEDGER_HEADERS)."""
     conn = s.connection()
     sources = {rid: (d or {}).get("source") or ""
                for rid, d in conn.execute(select(RuleRow.id, RuleRow.definition).where(RuleRow.org == flt.org))}
     done = _completions(s, flt, local, names)
     waived = _waivers(s, flt, local, names)
+    evidence = evidence or {}
     q = (select(OccurrenceRow.key, OccurrenceRow.rule_id, OccurrenceRow.title, OccurrenceRow.owner,
                 _raw_date(OccurrenceRow.opens), _raw_date(OccurrenceRow.due), OccurrenceRow.quota,
                 OccurrenceRow.done_count, OccurrenceRow.state, OccurrenceRow.provisional)
@@ -349,7 +387,8 @@ def ledger_rows(s: Session, flt: LedgerFilter, today: date, local: _Local, names
                day_text.get(opens) or day_text.setdefault(opens, _as_date(opens).isoformat()),
                day_text.get(due) or day_text.setdefault(due, _as_date(due).isoformat()),
                st, f"{done_count}/{quota}",
-               "\n".join(done.get(key, ())), "\n".join(sent.get(key, ())), "\n".join(waived.get(key, ())),
+               "\n".join(done.get(key, ())), "\n".join(evidence.get(key, ())), "\n".join(sent.get(key, ())),
+               "\n".join(waived.get(key, ())),
                "是" if provisional else "否"]
 
 
@@ -388,16 +427,21 @@ def check_rules(s: Session, rule_ids: Sequence[str], org: str = DEFAULT_ORG) -> 
         raise DubanError(f"没有 id 为“{'、'.join(missing)}”的规则。用 duban rules list 查看全部规则")
 
 
-def export_ledger(s: Session, path: str, *, now: datetime, tz: ZoneInfo, flt: LedgerFilter) -> Exported:
-    """Write the ledger to `path` (.xlsx: three sheets; .csv: the 台账 sheet), atomically."""
+def export_ledger(s: Session, path: str, *, now: datetime, tz: ZoneInfo, flt: LedgerFilter,
+                  data: Path | str | None = None) -> Exported:
+    """Write the ledger to `path` atomically: .xlsx (four sheets), .csv (the 台账 sheet) or .zip (the
+    .xlsx plus every evidence file kept in the data directory `data`)."""
     fmt = ledger_format(path)
+    if fmt == "zip" and data is None:
+        raise ValueError("a .zip export needs the data directory")
     _snapshot(s)
     check_rules(s, flt.rules, flt.org)
     local, names = _Local(tz), _Names(s, flt.org)
     today = now.astimezone(tz).date()
     attempts = _attempts(s, flt, tz)
     sent = _sent_lines(attempts, local, names)
-    rows = ledger_rows(s, flt, today, local, names, sent)
+    files = _evidence(s, flt)
+    rows = ledger_rows(s, flt, today, local, names, sent, _evidence_lines(files))
     directory = os.path.dirname(os.path.abspath(path))
     try:
         fd, tmp = tempfile.mkstemp(prefix=".duban-ledger-", suffix="." + fmt, dir=directory)
@@ -406,18 +450,13 @@ def export_ledger(s: Session, path: str, *, now: datetime, tz: ZoneInfo, flt: Le
     os.close(fd)
     try:
         if fmt == "csv":
-            n = write_csv(tmp, LEDGER_HEADERS, rows)
-            result = Exported(n, 0, 0)
+            result = Exported(write_csv(tmp, LEDGER_HEADERS, rows), 0, 0)
+        elif fmt == "xlsx":
+            result = _write_workbook(s, tmp, now, flt, rows, attempts, files, local, names)
         else:
-            entries = audit_entries(s, flt.rules, flt.org)
-            with XlsxWriter(tmp, now) as xw:
-                n = xw.add_sheet(LEDGER_SHEET, LEDGER_HEADERS, rows, wrap=LEDGER_WRAP, count=count_occurrences(s, flt))
-                xw.add_sheet(CHANGES_SHEET, CHANGES_HEADERS, audit_rows(entries, local), wrap=CHANGES_WRAP,
-                             count=len(entries))
-                xw.add_sheet(ATTEMPTS_SHEET, ATTEMPTS_HEADERS, attempt_rows(attempts, local, names), wrap=ATTEMPTS_WRAP,
-                             count=len(attempts))
-            result = Exported(n, len(entries), len(attempts))
-        os.chmod(tmp, 0o644 & ~_umask())
+            result = _write_archive(s, tmp, path, now, flt, rows, attempts, files, local, names, Path(data))
+        if fmt != "zip":  # an archive stays 0600 (mkstemp): it holds people's documents
+            os.chmod(tmp, 0o644 & ~_umask())
         os.replace(tmp, path)
     except OSError as e:
         _unlink(tmp)
@@ -426,6 +465,121 @@ def export_ledger(s: Session, path: str, *, now: datetime, tz: ZoneInfo, flt: Le
         _unlink(tmp)
         raise
     return result
+
+
+def _write_workbook(s: Session, target: str, now: datetime, flt: LedgerFilter, rows, attempts: list[tuple],
+                    files: list[tuple], local: _Local, names: _Names,
+                    places: list[str | None] | None = None) -> Exported:
+    entries = audit_entries(s, flt.rules, flt.org)
+    with XlsxWriter(target, now) as xw:
+        n = xw.add_sheet(LEDGER_SHEET, LEDGER_HEADERS, rows, wrap=LEDGER_WRAP, count=count_occurrences(s, flt))
+        xw.add_sheet(CHANGES_SHEET, CHANGES_HEADERS, audit_rows(entries, local), wrap=CHANGES_WRAP,
+                     count=len(entries))
+        xw.add_sheet(ATTEMPTS_SHEET, ATTEMPTS_HEADERS, attempt_rows(attempts, local, names), wrap=ATTEMPTS_WRAP,
+                     count=len(attempts))
+        headers = EVIDENCE_HEADERS + ((ARCHIVE_COLUMN,) if places is not None else ())
+        xw.add_sheet(EVIDENCE_SHEET, headers, evidence_rows(files, local, names, places), count=len(files))
+    return Exported(n, len(entries), len(attempts))
+
+
+# --- the archive (.zip) ----------------------------------------------------------------------
+def _archive_places(files: list[tuple], data: Path) -> list[str | None]:
+    """Each file's path in the archive, `佐证材料/<事项编号>/<文件名>`, or None when it is not on disk.
+    Different files of one occurrence with the same name become `名称 (2).pdf`…; the same file attached
+    twice under one name is put in once. Names compare case-insensitively (Windows unpacks there)."""
+    places: list[str | None] = []
+    taken: dict[str, str] = {}  # lower-cased path → sha256 of the file there
+    for key, name, _size, sha, *_rest in files:
+        if not evidence_path(data, sha).is_file():
+            places.append(None)
+            continue
+        folder = f"{EVIDENCE_DIR}/{safe_filename(key.replace('/', '_')) or '未编号'}"
+        stem, ext = os.path.splitext(safe_filename(name) or "未命名")
+        n, place = 1, f"{folder}/{stem}{ext}"
+        while taken.get(place.lower(), sha) != sha:
+            n += 1
+            place = f"{folder}/{stem} ({n}){ext}"
+        taken[place.lower()] = sha
+        places.append(place)
+    return places
+
+
+def _write_archive(s: Session, target: str, path: str, now: datetime, flt: LedgerFilter, rows,
+                   attempts: list[tuple], files: list[tuple], local: _Local, names: _Names, data: Path) -> Exported:
+    """The .xlsx ledger, then each evidence file copied in chunks (never whole in memory), then 说明.txt."""
+    places = _archive_places(files, data)
+    fd, book = tempfile.mkstemp(prefix=".duban-ledger-", suffix=".xlsx", dir=os.path.dirname(target))
+    os.close(fd)
+    missing: list[tuple] = []
+    damaged: list[tuple] = []
+    written: set[str] = set()
+    try:
+        result = _write_workbook(s, book, now, flt, rows, attempts, files, local, names, places)
+        with zipfile.ZipFile(target, "w", allowZip64=True) as z:
+            book_name = f"{safe_filename(Path(path).stem) or '台账'}.xlsx"
+            stamp = now.astimezone(local.tz).timetuple()[:6]
+            with open(book, "rb") as src:  # already deflated: stored as it is
+                _copy_in(z, src, zipfile.ZipInfo(book_name, stamp), zipfile.ZIP_STORED, os.path.getsize(book))
+            for f, place in zip(files, places, strict=True):
+                if place is None:
+                    missing.append(f)
+                elif place not in written:
+                    got = _copy_evidence(z, f, place, data, local)
+                    if got is None:
+                        missing.append(f)
+                        continue
+                    written.add(place)
+                    if got != f[3]:
+                        damaged.append(f)
+            z.writestr(zipfile.ZipInfo("说明.txt", stamp),
+                       _readme(book_name, now, local, len(written), missing, damaged),
+                       compress_type=zipfile.ZIP_DEFLATED)
+    finally:
+        _unlink(book)
+    result.files, result.missing = len(written), len(missing)
+    return result
+
+
+def _copy_evidence(z: zipfile.ZipFile, f: tuple, place: str, data: Path, local: _Local) -> str | None:
+    """Copy one kept file into the archive; its SHA-256 as read, or None if it is gone."""
+    _key, _name, size, sha, ctype, _by, at = f
+    try:
+        src = open(evidence_path(data, sha), "rb")  # opened before the entry exists: a gone file adds none
+    except FileNotFoundError:
+        return None
+    with src:
+        info = zipfile.ZipInfo(place, max(local._local(at).timetuple()[:6], (1980, 1, 1, 0, 0, 0)))
+        return _copy_in(z, src, info, zipfile.ZIP_DEFLATED if compressible(ctype) else zipfile.ZIP_STORED, size)
+
+
+def _copy_in(z: zipfile.ZipFile, src, info: zipfile.ZipInfo, compress: int, size: int) -> str:
+    """Stream `src` into the archive as `info`, 1 MB at a time; returns the SHA-256 of what was copied."""
+    info.compress_type = compress
+    info.file_size = size  # lets zipfile choose zip64 up front
+    digest = hashlib.sha256()
+    with z.open(info, "w") as out:
+        while chunk := src.read(1 << 20):
+            digest.update(chunk)
+            out.write(chunk)
+    return digest.hexdigest()
+
+
+def _readme(book: str, now: datetime, local: _Local, count: int, missing: list[tuple], damaged: list[tuple]) -> bytes:
+    lines = [f"督办台账（导出时间 {local(now)}）", "",
+             f"{book}：台账、规则变更、发送记录、佐证材料四张表。",
+             f"{EVIDENCE_DIR}/<事项编号>/：各事项的佐证材料文件，位置见“佐证材料”表的“{ARCHIVE_COLUMN}”一列；",
+             "  表中的 SHA-256 可用来核对文件未被改动。",
+             f"共收入佐证材料文件 {count} 个。"]
+
+    def listed(title: str, fs: list[tuple]) -> None:
+        lines.extend(["", title])
+        lines.extend(f"  {key}  {name}（{human_size(size)}，SHA-256 {sha}）" for key, name, size, sha, *_ in fs)
+
+    if missing:
+        listed(f"以下 {len(missing)} 个佐证材料在服务器上找不到，未放入压缩包：", missing)
+    if damaged:
+        listed(f"以下 {len(damaged)} 个佐证材料与登记的 SHA-256 不符（服务器上的文件可能已损坏），已按现状放入：", damaged)
+    return ("\r\n".join(lines) + "\r\n").encode("utf-8-sig")  # Notepad on older Windows needs the BOM
 
 
 def _umask() -> int:

@@ -169,6 +169,25 @@ class CompletionRow(Base):
     request_id: Mapped[str | None] = mapped_column(String(64))  # a form's one-time id: two clicks record once
 
 
+class EvidenceRow(Base):
+    """One evidence file (佐证材料) attached to an occurrence; the bytes live in the data directory under
+    their SHA-256 (`scheduler.evidence.evidence_path`), so the same file attached twice is stored once."""
+
+    __tablename__ = "evidence"
+    __table_args__ = (Index("ix_evidence_org_occurrence", "org", "occurrence_key"),
+                      Index("ix_evidence_sha256", "sha256"))
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    org: Mapped[str] = org_column()
+    occurrence_key: Mapped[str] = mapped_column(String(200))
+    completion_id: Mapped[int | None] = mapped_column(Integer)  # the completion it proves, if any
+    filename: Mapped[str] = mapped_column(String(200))  # as shown, sanitised
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    content_type: Mapped[str] = mapped_column(String(100))
+    uploaded_by: Mapped[str | None] = mapped_column(String(200))
+    uploaded_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 class WaiverRow(Base):
     __tablename__ = "waivers"
     __table_args__ = (Index("ix_waivers_org_occurrence", "org", "occurrence_key"),)

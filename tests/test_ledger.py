@@ -15,10 +15,12 @@ import openpyxl
 import pytest
 import sqlalchemy as sa
 
-LEDGER_HEADERS = ["事项编号", "事项", "出处", "负责人", "开始", "截止日", "状态", "进度", "完成记录", "已发消息",
-                  "免办理由", "暂定日期"]
+LEDGER_HEADERS = ["事项编号", "事项", "出处", "负责人", "开始", "截止日", "状态", "进度", "完成记录", "佐证材料",
+                  "已发消息", "免办理由", "暂定日期"]
+SENT, WAIVED = LEDGER_HEADERS.index("已发消息"), LEDGER_HEADERS.index("免办理由")
 CHANGES_HEADERS = ["时间", "规则", "操作", "变更内容", "来源"]
 ATTEMPTS_HEADERS = ["时间", "事项编号", "类型", "收件人", "渠道", "结果", "说明"]
+EVIDENCE_HEADERS = ["事项编号", "文件名", "大小（字节）", "SHA-256", "上传人", "上传时间"]
 
 PEOPLE = """\
     people:
@@ -137,8 +139,9 @@ def test_a_month_exported_as_xlsx_and_csv(duban, workdir, smtp, db_url):
     keys = occurrence_keys(url)
     assert f"已导出台账：{len(keys)} 项事项 → 台账.xlsx" in r.out
     wb = openpyxl.load_workbook(workdir / "台账.xlsx")
-    assert wb.sheetnames == ["台账", "规则变更", "发送记录"]
-    for ws, headers in zip(wb.worksheets, (LEDGER_HEADERS, CHANGES_HEADERS, ATTEMPTS_HEADERS), strict=True):
+    assert wb.sheetnames == ["台账", "规则变更", "发送记录", "佐证材料"]
+    for ws, headers in zip(wb.worksheets, (LEDGER_HEADERS, CHANGES_HEADERS, ATTEMPTS_HEADERS, EVIDENCE_HEADERS),
+                           strict=True):
         assert [c.value for c in ws[1]] == headers
         assert ws.freeze_panes == "A2"
         assert all(c.font.b for c in ws[1])
@@ -161,7 +164,7 @@ def test_a_month_exported_as_xlsx_and_csv(duban, workdir, smtp, db_url):
                     "12-16 09:05 逾期提醒 → 王书记（邮件）"]
     assert len(sent) == len(mails_about(smtp, "secretary@example.cn", MONTH))
     assert month["免办理由"] == ""
-    wrapped = wb["台账"].cell(row=rows.index(next(r for r in rows if r[0] == MONTH)) + 2, column=10)
+    wrapped = wb["台账"].cell(row=rows.index(next(r for r in rows if r[0] == MONTH)) + 2, column=SENT + 1)
     assert wrapped.alignment.wrap_text
 
     weekly = by_key["weekly-check@2026-W50"]
@@ -186,7 +189,7 @@ def test_a_month_exported_as_xlsx_and_csv(duban, workdir, smtp, db_url):
     assert by_key[DOOMED]["已发消息"] == ""  # disabled before its reminders were due
 
     # every message the server received is in the ledger once, and in the 发送记录 sheet
-    listed = sum(len(r[9].split("\n")) for r in rows if r[9])
+    listed = sum(len(r[SENT].split("\n")) for r in rows if r[SENT])
     digests = [m for m in smtp.messages if "汇总" in m.subject]
     assert len(digests) == 1
     assert listed == len(smtp.messages) - len(digests)
@@ -321,12 +324,12 @@ def test_user_text_stays_text(duban, workdir):
     ok(duban("waive", MONTH, "--reason", "=HYPERLINK(\"http://x\") <b>&", "--now", "2026-12-02T10:00"))
     ok(duban("ledger", "export", "--out", "t.xlsx", "--now", "2026-12-02T10:00"))
     ws = openpyxl.load_workbook("t.xlsx")["台账"]
-    cell = next(row[10] for row in ws.iter_rows(min_row=2) if row[0].value == MONTH)
+    cell = next(row[WAIVED] for row in ws.iter_rows(min_row=2) if row[0].value == MONTH)
     assert cell.data_type == "s" and cell.value.startswith("=HYPERLINK(\"http://x\") <b>&（")
     ok(duban("ledger", "export", "--out", "t.csv", "--now", "2026-12-02T10:00"))
     with open("t.csv", encoding="utf-8-sig", newline="") as f:
         row = next(r for r in csv.reader(f) if r[0] == MONTH)
-    assert row[10].startswith("'=HYPERLINK(")
+    assert row[WAIVED].startswith("'=HYPERLINK(")
 
 
 # --- 3. history --------------------------------------------------------------------------------
