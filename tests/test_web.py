@@ -183,7 +183,7 @@ def test_admin_sees_everything_and_waives_with_a_reason(duban, workdir):
         assert title in overview.text
     assert "0/2" in overview.text  # progress of the quota-2 seminar
     filtered = client.get("/?person=li").text
-    assert "意识形态工作专题研讨" in filtered and "主题党日" not in filtered
+    assert "ideology-seminar@2026" in filtered and "party-day@2026-12" not in filtered
     page = client.get("/duty/party-day@2026-12")
     assert page.status_code == 200 and 'name="reason"' in page.text
     # an empty reason is refused next to the field, nothing changes

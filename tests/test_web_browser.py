@@ -82,6 +82,22 @@ def shoot(driver, name: str) -> None:
     driver.set_window_size(1280, 900)
 
 
+def wait_text(browser, text: str, timeout: float = 10) -> str:
+    """The page's text once it shows `text` (a click starts a navigation; this waits for its page)."""
+    from selenium.common.exceptions import WebDriverException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def shown(d):
+        try:
+            body = d.find_element(By.TAG_NAME, "body").text
+        except WebDriverException:  # the old page is being replaced
+            return False
+        return body if text in body else False
+
+    return WebDriverWait(browser, timeout).until(shown)
+
+
 def sign_in(browser, duban, base: str, person: str) -> None:
     from selenium.webdriver.common.by import By
 
@@ -91,6 +107,7 @@ def sign_in(browser, duban, base: str, person: str) -> None:
     browser.get(url)
     shoot(browser, "login-confirm")
     browser.find_element(By.CSS_SELECTOR, "button.primary").click()
+    wait_text(browser, "退出")
 
 
 def test_secretary_signs_in_reads_the_overview_and_waives(served, browser, duban, workdir):
@@ -104,15 +121,16 @@ def test_secretary_signs_in_reads_the_overview_and_waives(served, browser, duban
     assert "主题党日" in body and "已逾期" in body and "0/2" in body
     shoot(browser, "overview")
     browser.find_element(By.LINK_TEXT, "主题党日").click()
+    wait_text(browser, "完成记录")
     assert "主题党日" in browser.title
     shoot(browser, "duty")
     browser.find_element(By.TAG_NAME, "summary").click()
     browser.find_element(By.CSS_SELECTOR, "button.danger").click()  # no reason: refused next to the field
-    assert "请填写免办理由" in browser.find_element(By.TAG_NAME, "body").text
+    wait_text(browser, "请填写免办理由")
     shoot(browser, "duty-waive-refused")
     browser.find_element(By.NAME, "reason").send_keys("与区委组织的主题党日合并进行")
     browser.find_element(By.CSS_SELECTOR, "button.danger").click()
-    assert "已免办" in browser.find_element(By.TAG_NAME, "body").text
+    wait_text(browser, "已免办")
     for path, name in (("/rules", "rules"), ("/calendar/2026", "calendar"), ("/ledger", "ledger"),
                        ("/digest", "digest"), ("/my", "my")):
         browser.get(served + path)
@@ -129,17 +147,18 @@ def test_staff_member_records_a_completion_with_evidence(served, browser, duban,
     body = browser.find_element(By.TAG_NAME, "body").text
     assert "主题党日" not in body  # another person's duty
     browser.get(served + "/duty/party-day@2026-12")
-    assert "找不到" in browser.find_element(By.TAG_NAME, "body").text
+    wait_text(browser, "找不到")
     shoot(browser, "not-found")
     browser.get(served + "/my")
     browser.find_element(By.LINK_TEXT, "意识形态工作专题研讨").click()
+    wait_text(browser, "完成记录")
     evidence = workdir / "研讨记录.txt"
     evidence.write_text("12月16日专题研讨，讨论意识形态工作责任制落实情况。\n", encoding="utf-8")
     browser.find_element(By.NAME, "note").send_keys("第一次专题研讨，9人参加")
     browser.find_element(By.NAME, "evidence").send_keys(str(evidence))
     browser.find_element(By.CSS_SELECTOR, "button.primary").click()
-    body = browser.find_element(By.TAG_NAME, "body").text
-    assert "已登记完成" in body and "1/2" in body and "研讨记录.txt" in body
+    body = wait_text(browser, "已登记完成")
+    assert "1/2" in body and "研讨记录.txt" in body
     shoot(browser, "duty-after-done")
     assert _db(duban, "SELECT done_count, state FROM occurrences WHERE key = 'ideology-seminar@2026'") == [(1, "open")]
 
@@ -154,8 +173,16 @@ def test_a_post_without_csrf_token_is_refused_in_the_browser(served, browser, du
         f.action = '/duty/party-day@2026-12/waive';
         const r = document.createElement('input'); r.name = 'reason'; r.value = '伪造'; f.appendChild(r);
         document.body.appendChild(f); f.submit();""")
-    body = browser.find_element(By.TAG_NAME, "body").text
-    assert "安全校验码" in body
+    from selenium.common.exceptions import WebDriverException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def refused(d) -> bool:
+        try:
+            return "安全校验码" in d.find_element(By.TAG_NAME, "body").text
+        except WebDriverException:  # the page is being replaced
+            return False
+
+    WebDriverWait(browser, 10).until(refused)
     shoot(browser, "csrf-refused")
     assert _db(duban, "SELECT state FROM occurrences WHERE key = 'party-day@2026-12'") == [("open",)]
 
@@ -171,7 +198,7 @@ def test_the_action_link_page_on_a_phone(served, browser, duban, smtp):
     shoot(browser, "action")
     browser.find_element(By.NAME, "note").send_keys("1月12日召开主题党日")
     browser.find_element(By.CSS_SELECTOR, "button.primary").click()
-    assert "已登记完成" in browser.find_element(By.TAG_NAME, "body").text
+    wait_text(browser, "已登记完成")
     shoot(browser, "action-done")
 
 
