@@ -28,12 +28,12 @@ from pathlib import Path
 from typing import BinaryIO
 
 from sqlalchemy import select
-from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from rules.errors import DubanError
 
 from .models import EvidenceRow
+from .paths import data_dir  # noqa: F401 - the evidence folder is the data folder
 from .settings import Settings
 
 MB = 1024 * 1024
@@ -62,27 +62,6 @@ class StoredFile:
 
 
 # --- settings --------------------------------------------------------------------------------
-def data_dir(settings: Settings) -> Path:
-    """DUBAN_DATA_DIR, else `data` beside the SQLite file, else `data` in the working directory;
-    created (owner only, 0700) if missing."""
-    configured = settings.get("DUBAN_DATA_DIR")
-    if configured:
-        path = Path(configured).expanduser()
-    else:
-        path = Path("data")
-        url = make_url(settings.database_url)
-        if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
-            path = Path(url.database).parent / "data"
-    path = path.absolute()
-    try:
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    except OSError as e:
-        raise DubanError(f"无法创建佐证材料目录 {path}（{e.strerror or e}）。请检查 DUBAN_DATA_DIR 和目录权限") from None
-    if not path.is_dir():
-        raise DubanError(f"佐证材料目录 {path} 不是目录。请检查 DUBAN_DATA_DIR")
-    return path
-
-
 def max_bytes(settings: Settings) -> int:
     """DUBAN_EVIDENCE_MAX_MB (default 20) in bytes."""
     raw = settings.get("DUBAN_EVIDENCE_MAX_MB")

@@ -2,28 +2,33 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+
+from sqlalchemy.engine import make_url
+
+from rules.errors import DubanError
 
 from .settings import Settings
 
 
 def data_dir(settings: Settings, create: bool = True) -> Path:
-    """`DUBAN_DATA_DIR`, else a `data` folder beside the SQLite file, else `./data`; made 0700."""
+    """DUBAN_DATA_DIR, else `data` beside the SQLite file, else `data` in the working directory;
+    created (owner only, 0700) if missing."""
     configured = settings.get("DUBAN_DATA_DIR")
     if configured:
-        path = Path(configured)
-    elif settings.database_url.startswith("sqlite"):
-        from sqlalchemy.engine import make_url
-
-        db = make_url(settings.database_url).database
-        path = Path(db).resolve().parent / "data" if db and db != ":memory:" else Path.cwd() / "data"
+        path = Path(configured).expanduser()
     else:
-        path = Path.cwd() / "data"
-    if create and not path.is_dir():
-        old = os.umask(0o077)
-        try:
-            path.mkdir(parents=True, exist_ok=True, mode=0o700)
-        finally:
-            os.umask(old)
+        path = Path("data")
+        url = make_url(settings.database_url)
+        if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+            path = Path(url.database).parent / "data"
+    path = path.absolute()
+    if not create:
+        return path
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as e:
+        raise DubanError(f"无法创建数据目录 {path}（{e.strerror or e}）。请检查 DUBAN_DATA_DIR 和目录权限") from None
+    if not path.is_dir():
+        raise DubanError(f"数据目录 {path} 不是目录。请检查 DUBAN_DATA_DIR")
     return path

@@ -307,3 +307,48 @@ def test_digest_page_shows_what_the_secretary_would_get(duban, workdir):
     sign_in(client, duban, "secretary", now="2026-12-16T10:00")
     r = client.get("/digest")
     assert r.status_code == 200 and "主题党日" in r.text and "逾期" in r.text
+
+
+def test_the_ledger_download_holds_the_evidence_uploaded_through_a_link(duban, workdir, smtp):
+    import io
+    import zipfile
+
+    setup_branch(duban, workdir)
+    link = _reminder_link(duban, smtp, "office@example.cn", "2026-12-12T09:05")
+    client, _ = workbench("2026-12-12T10:00")
+    path = link.split("8080", 1)[1]
+    page = client.get(path)
+    photo = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+    r = client.post(path, data={"csrf": csrf_of(page.text), "note": "已召开"},
+                    files=[("evidence", ("现场照片.png", photo, "image/png"))])
+    assert r.status_code == 200 and "现场照片.png" in r.text
+    sign_in(client, duban, "secretary", now="2026-12-12T10:00")
+    archive = client.get("/ledger/download.zip")
+    assert archive.status_code == 200
+    assert "attachment" in archive.headers["content-disposition"]
+    with zipfile.ZipFile(io.BytesIO(archive.content)) as z:
+        names = z.namelist()
+        photo_name = next(n for n in names if n.endswith("现场照片.png"))
+        assert z.read(photo_name) == photo
+        assert any(n.endswith(".xlsx") for n in names)
+    # the file itself, for people who may see the duty: a download, never shown inline
+    duty = client.get("/duty/party-day@2026-12").text
+    eid = duty.split('href="/evidence/', 1)[1].split('"', 1)[0]
+    f = client.get(f"/evidence/{eid}")
+    assert f.status_code == 200 and f.content == photo
+    assert f.headers["content-disposition"].startswith("attachment")
+    assert f.headers["content-type"] == "application/octet-stream"
+
+
+def test_a_refused_upload_says_why_next_to_the_field_and_records_nothing(duban, workdir, smtp):
+    setup_branch(duban, workdir)
+    link = _reminder_link(duban, smtp, "office@example.cn", "2026-12-12T09:05")
+    client, _ = workbench("2026-12-12T10:00")
+    path = link.split("8080", 1)[1]
+    page = client.get(path)
+    r = client.post(path, data={"csrf": csrf_of(page.text), "note": "见附件"},
+                    files=[("evidence", ("报告.pdf", b"MZ\x90\x00 this is a program", "application/pdf"))])
+    assert r.status_code == 400 and "报告.pdf" in r.text and 'class="error"' in r.text
+    r = client.post(path, data={"csrf": csrf_of(page.text), "note": "长" * 6000})
+    assert r.status_code == 400 and "最多 5000 字" in r.text
+    assert _rows(duban.state["url"], "SELECT count(*) FROM completions") == [(0,)]

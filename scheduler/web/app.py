@@ -475,6 +475,7 @@ def ledger_download(request: Request) -> Response:
     from starlette.background import BackgroundTask
 
     from ..ledger import LedgerFilter, export_ledger
+    from ..paths import data_dir
 
     web, viewer = require_viewer(request)
     if not viewer.sees_all:
@@ -487,7 +488,7 @@ def ledger_download(request: Request) -> Response:
     path = os.path.join(folder, f"台账.{fmt}")
     with session_scope(web.engine) as s:
         export_ledger(s, path, now=now, tz=web.settings.tz, flt=LedgerFilter(org=viewer.org),
-                      **({"settings": web.settings} if fmt == "zip" else {}))
+                      data=data_dir(web.settings) if fmt == "zip" else None)
 
     def cleanup():
         import shutil
