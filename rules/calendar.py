@@ -13,9 +13,14 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
+from functools import lru_cache
 
 LIBRARY_SOURCE = "holidays 程序库"
+
+# The seven statutory holidays (《全国年节及纪念日放假办法》), in the order a notice lists them.
+STATUTORY_HOLIDAYS = ("元旦", "春节", "清明节", "劳动节", "端午节", "中秋节", "国庆节")
+_LIBRARY_NAMES = {"农历除夕": "春节"}  # the library names New Year's Eve apart; it is part of 春节
 
 
 @dataclass(frozen=True)
@@ -26,6 +31,54 @@ class YearOverride:
     holidays: frozenset[date]
     workdays: frozenset[date] = field(default_factory=frozenset)
     source: str = "用户日历文件"
+
+
+@dataclass(frozen=True)
+class Amendment:
+    """A special notice that changes some days of a year already arranged, instead of replacing it.
+
+    `holidays` and `workdays` are the days it names (off / adjusted working weekend). `replaces` is the
+    holiday whose arrangement it redoes (关于调整2019年劳动节假期安排): that holiday's old days that the
+    notice no longer names go back to normal. `extends` is (holiday, last day) for 关于延长2020年春节假期:
+    the days from the end of that holiday's period through the last day become days off.
+    """
+
+    year: int
+    source: str
+    holidays: frozenset[date] = field(default_factory=frozenset)
+    workdays: frozenset[date] = field(default_factory=frozenset)
+    replaces: str | None = None
+    extends: tuple[str, date] | None = None
+
+
+@lru_cache(maxsize=64)
+def _statutory(year: int) -> tuple[tuple[str, tuple[date, ...]], ...]:
+    import holidays
+
+    try:
+        china = holidays.China(years=year, observed=False, language="zh_CN")
+        items = sorted(china.items())
+    except Exception:  # pragma: no cover - a year the library cannot compute
+        return ()
+    out: dict[str, list[date]] = {}
+    for d, names in items:
+        if d.year != year:
+            continue
+        for n in names.split("; "):
+            n = _LIBRARY_NAMES.get(n, n)
+            if n in STATUTORY_HOLIDAYS:
+                out.setdefault(n, []).append(d)
+    return tuple((n, tuple(out[n])) for n in STATUTORY_HOLIDAYS if n in out)
+
+
+def statutory_days(year: int) -> dict[str, list[date]]:
+    """The days off fixed by law for each statutory holiday of the year, before any 调休.
+
+    元旦 1 day; 春节 3 days (除夕 and 初一–初三 = 4 from 2025); 清明节, 端午节, 中秋节 1 day each (from 2008);
+    劳动节 1 day (3 in 2000–2007, 2 from 2025); 国庆节 3 days — as the `holidays` library computes them.
+    Empty for a year the library cannot compute (its lunar tables end in 2100).
+    """
+    return {n: list(days) for n, days in _statutory(year)}
 
 
 def library_official_through() -> int:
@@ -188,6 +241,61 @@ class WorkCalendar:
             i = j
         return off, worked
 
+    # --- one year as an arrangement, and its holiday periods -----------------------------------
+    def year_override(self, year: int) -> YearOverride:
+        """The year as it stands: the imported arrangement, or the library's days written out as one."""
+        if year in self.overrides:
+            return self.overrides[year]
+        off, worked = self.year_table(year)
+        return YearOverride(year, frozenset(off), frozenset(worked), self.year_source(year))
+
+    def _rest_run(self, d: date) -> set[date]:
+        """The consecutive days off around a day off."""
+        run = {d}
+        for step in (-1, 1):
+            x = d + timedelta(days=step)
+            while not self.is_workday(x):
+                run.add(x)
+                x += timedelta(days=step)
+        return run
+
+    def holiday_period(self, year: int, name: str) -> tuple[set[date], set[date]]:
+        """The days off and the adjusted working weekends that belong to one statutory holiday.
+
+        The days off are the run of consecutive days off around the holiday's statutory days. The
+        adjusted working weekends are shared out among the holiday periods that need them: a period
+        needs one for each weekday off beyond its statutory days (a statutory day on a weekend gives
+        a weekday off, 补休, that needs none), and each working weekend goes to a period so that the
+        total distance is least. (This gives every item of every notice 2010–2026 — its days off and
+        its 上班 days — from the year alone; tests/test_notice.py checks it.)
+        """
+        self.ensure(year - 1, year + 1)
+        off: set[date] = set()
+        for d in statutory_days(year).get(name, []):
+            if d not in off and not self.is_workday(d):
+                off |= self._rest_run(d)
+        if not off:
+            return off, set()
+        statutory = {d for y in (year - 1, year, year + 1) for days in statutory_days(y).values() for d in days}
+        runs: list[tuple[date, date, int]] = []  # (first, last, working weekends it needs)
+        worked: list[date] = []
+        d, last = date(year, 1, 1) - timedelta(days=70), date(year, 12, 31) + timedelta(days=70)
+        near = (date(year, 1, 1) - timedelta(days=40), date(year, 12, 31) + timedelta(days=40))
+        while d <= last:
+            if self.is_workday(d):
+                if d.weekday() >= 5 and near[0] <= d <= near[1]:
+                    worked.append(d)
+                d += timedelta(days=1)
+                continue
+            run = self._rest_run(d)
+            need = sum(1 for x in run if x.weekday() < 5) - len(run & statutory)
+            if need > 0:
+                runs.append((min(run), max(run), need))
+            d = max(run) + timedelta(days=1)
+        owner = _share_out(worked, runs)
+        first_off = min(off)
+        return off, {w for w, k in owner.items() if runs[k][0] <= first_off <= runs[k][1]}
+
     def fingerprint(self, year: int) -> str:
         """A digest of the year's working days: it changes when the year's arrangement changes."""
         import hashlib
@@ -196,3 +304,64 @@ class WorkCalendar:
         first = date(year, 1, 1).toordinal() - self._base
         last = date(year, 12, 31).toordinal() - self._base
         return hashlib.sha256(bytes(self._work[first:last + 1])).hexdigest()[:16]
+
+
+def _share_out(worked: list[date], runs: list[tuple[date, date, int]]) -> dict[date, int]:
+    """worked day -> index of its run: least total distance, at most `need` days a run, in order."""
+    import sys
+
+    def dist(w: date, r: tuple[date, date, int]) -> int:
+        return (r[0] - w).days if w < r[0] else (w - r[1]).days
+
+    skip = 10_000  # a working weekend that no period needs (it stays with none)
+    memo: dict[tuple[int, int, int], tuple[int, tuple[int, ...]]] = {}
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 4 * (len(worked) + len(runs)) + 100))
+
+    def best(i: int, j: int, used: int) -> tuple[int, tuple[int, ...]]:
+        if i == len(worked):
+            return 0, ()
+        key = (i, j, used)
+        if key not in memo:
+            cost, rest = best(i + 1, j, used)
+            options = [(cost + skip, (-1, *rest))]
+            if j < len(runs):
+                if used < runs[j][2]:
+                    cost, rest = best(i + 1, j, used + 1)
+                    options.append((cost + dist(worked[i], runs[j]), (j, *rest)))
+                options.append(best(i, j + 1, 0))
+            memo[key] = min(options)
+        return memo[key]
+
+    return {w: k for w, k in zip(worked, best(0, 0, 0)[1], strict=True) if k >= 0}
+
+
+def amend(cal: WorkCalendar, a: Amendment, filename: str | None = None) -> YearOverride:
+    """The year as `cal` has it (imported or library), with the days the special notice names changed."""
+    from .errors import RuleFileError
+
+    base = cal.year_override(a.year)
+    off, worked = set(base.holidays), set(base.workdays)
+    if a.replaces:
+        old_off, old_worked = cal.holiday_period(a.year, a.replaces)
+        off -= old_off
+        worked -= old_worked
+    if a.extends:
+        name, until = a.extends
+        period, _ = cal.holiday_period(a.year, name)
+        if not period:
+            raise RuleFileError(f"要延长的{a.year}年{name}假期在现有安排里找不到：请先导入{a.year}年的全年放假安排",
+                                file=filename)
+        if until < min(period):
+            raise RuleFileError(f"延长至{until.month}月{until.day}日，却早于{name}假期的开始"
+                                f"（{min(period).month}月{min(period).day}日）", file=filename)
+        d = max(period) + timedelta(days=1)
+        while d <= until:
+            off.add(d)
+            worked.discard(d)
+            d += timedelta(days=1)
+    off |= a.holidays
+    worked -= a.holidays
+    worked |= a.workdays
+    off -= a.workdays
+    source = a.source if a.source in base.source else f"{base.source}；{a.source}"
+    return YearOverride(a.year, frozenset(off), frozenset(worked), source[:500])

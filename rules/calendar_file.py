@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from .calendar import YearOverride
+from .calendar import YearOverride, statutory_days
 from .errors import RuleFileError, RuleFileErrors
 from .yamlfile import line_of, load_with_lines, read_text
 
@@ -75,6 +75,15 @@ def parse_calendar_text(text: str, filename: str) -> YearOverride:
             err(f"{d} 是工作日（周一至周五），调休上班日应是周六或周日", "workdays")
     for d in sorted(days["holidays"] & days["workdays"]):
         err(f"{d} 不能既放假又上班", "workdays")
+    law = statutory_days(year)
+    missing = {name: [d for d in ds if d not in days["holidays"]] for name, ds in law.items()}
+    missing = {name: ds for name, ds in missing.items() if ds}
+    if missing and not errors:
+        listed = "；".join(f"{name} {'、'.join(d.isoformat() for d in ds)}" for name, ds in missing.items())
+        law_text = "、".join(f"{name}{len(ds)}天" for name, ds in law.items())
+        err(f"holidays 没有列出 {year} 年的这些法定假日：{listed}。日历文件写的是全年的安排，须至少列出全部法定假日"
+            f"（{year} 年：{law_text}），再加上调休放假的日子；请按国务院办公厅的通知补全，或直接导入通知原文（.txt）",
+            "holidays")
     if errors:
         raise RuleFileErrors(errors)
     source = str(data.get("source") or f"{year} 年节假日安排（用户日历文件 {filename}）")

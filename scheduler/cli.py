@@ -410,11 +410,12 @@ def preview(rules_file, rule_ids, from_, to, events, calendar_files, fmt, now) -
     else:
         rs = _parse_files(app, [rules_file])
     if calendar_files:
-        overrides = dict(cal.overrides)
+        from .calendar_import import apply_arrangement
+
         for path in calendar_files:
-            o, _text = read_arrangement(path)
-            overrides[o.year] = o
-        cal = WorkCalendar(overrides.values())
+            arrangement, _text = read_arrangement(path)
+            o = apply_arrangement(cal, arrangement, path)  # an amendment changes the year as it stands
+            cal = WorkCalendar([*(x for y, x in cal.overrides.items() if y != o.year), o])
     chosen = rs.rules
     if rule_ids:
         known = {r.id for r in rs.rules}
@@ -474,20 +475,36 @@ def calendar_show(year: int, fmt: str, now: str | None) -> None:
 @now_option
 def calendar_import(file: str, now: str | None) -> None:
     """导入某一年的放假安排：国务院办公厅通知原文（.txt）或 YAML 文件。导入的年份优先于程序库，
-    依赖它的未办结事项会重新计算截止日期，并通知负责人。"""
-    from .calendar_import import import_year, read_arrangement
+    依赖它的未办结事项会重新计算截止日期，并通知负责人。
+
+    全年安排须列出全部法定节日；只调整个别日期的通知（如调整劳动节、延长春节假期）只改它写明的日子。"""
+    from rules.calendar import Amendment
+
+    from .calendar_import import changed_days, import_year, read_arrangement
     from .output import say
 
     app = _app(now)
-    o, text = read_arrangement(file)
+    arrangement, text = read_arrangement(file)
     with app.session() as s:
-        result = import_year(s, o, text, app.now, app.settings.tz)
+        result = import_year(s, arrangement, text, app.now, app.settings.tz, file)
+    o = result.year
     if not result.changed:
-        say(f"{o.year} 年的安排与已导入的相同，未做更改。")
+        if isinstance(arrangement, Amendment):
+            say(f"{o.year} 年的现有安排（{result.before.year_source(o.year)}）已包含“{arrangement.source}”的调整，未做更改。")
+        else:
+            say(f"{o.year} 年的安排与已导入的相同，未做更改。")
         return
-    off = len(o.holidays)
-    say(f"已导入 {o.year} 年放假安排（{o.source}）：放假 {off} 天，调休上班 {len(o.workdays)} 天"
-        f"（{'、'.join(d.strftime('%-m月%-d日') for d in sorted(o.workdays)) or '无'}）。")
+    if isinstance(arrangement, Amendment):
+        diff = changed_days(result.before, o)
+        parts = [f"{label} {'、'.join(d.strftime('%-m月%-d日') for d in days)}" for label, days in diff.items() if days]
+        say(f"已按“{arrangement.source}”调整 {o.year} 年放假安排，其余日期不变：{'；'.join(parts) or '无变化'}。")
+    else:
+        off = len(o.holidays)
+        say(f"已导入 {o.year} 年放假安排（{o.source}）：放假 {off} 天，调休上班 {len(o.workdays)} 天"
+            f"（{'、'.join(d.strftime('%-m月%-d日') for d in sorted(o.workdays)) or '无'}）。")
+        if result.replaced_amended:
+            say(f"注意：此前 {o.year} 年的安排（{result.replaced_amended}）含有调整通知，已被这份全年安排整体替换；"
+                "如那份调整仍然有效，请再导入一次调整通知。")
     shifts = result.redated.shifts if result.redated else []
     if shifts:
         say(f"{len(shifts)} 项未办结事项的截止日期已调整，负责人会收到通知：")

@@ -197,7 +197,8 @@ def change_summary(action: str, before: Any, after: Any) -> str:
         return text + ("（暂定）" if after.get("provisional") else "")
     if action == "calendar-import" and isinstance(after, dict):
         workdays = "、".join(after.get("workdays") or []) or "无"
-        return f"{after.get('year')} 年放假安排：放假 {after.get('holidays', '？')} 天，调休上班日 {workdays}"
+        how = f"按“{after['amendment']}”调整后的" if after.get("amendment") else ""
+        return f"{after.get('year')} 年{how}放假安排：放假 {after.get('holidays', '？')} 天，调休上班日 {workdays}"
     if action == "added" and isinstance(after, dict):
         return "；".join(f"{k}: {_flow(v)}" for k, v in after.items() if k != "id" and v not in (None, [], {}))
     if isinstance(before, dict) and isinstance(after, dict):

@@ -361,10 +361,12 @@ def test_history_lists_calendar_imports(duban, workdir):
     ok(duban("init", "--no-pack"))
     cal = workdir / "2027.yaml"
     cal.write_text(textwrap.dedent("""\
+        # INVENTED TEST DATA — 虚构的 2027 年安排（同 test_notice.NOTICE_2027_INVENTED）
         year: 2027
         source: 国务院办公厅关于2027年部分节假日安排的通知
-        holidays: [2027-01-01..2027-01-03, 2027-02-05..2027-02-13]
-        workdays: [2027-01-31, 2027-02-20]
+        holidays: [2027-01-01..2027-01-03, 2027-02-05..2027-02-13, 2027-04-03..2027-04-05, 2027-05-01..2027-05-05,
+                   2027-06-09, 2027-09-15, 2027-10-01..2027-10-07]
+        workdays: [2027-01-31, 2027-02-20, 2027-04-25, 2027-05-08, 2027-09-26, 2027-10-09]
         """), encoding="utf-8")
     ok(duban("calendar", "import", cal, "--now", "2026-12-05T10:00"))
     entries = ok(duban("history", "--format", "json")).json()

@@ -3,7 +3,9 @@
 The fixtures tests/fixtures/notices/YYYY.txt are the notices for 2010–2026 in their published wording
 (see NOTICE_SOURCES); each one parsed must give the `holidays` library's calendar for its year, day by
 day. The library also carries three later notices that changed a year after its notice came out
-(LATER_NOTICES): on those days, and only those, the notice and the library differ.
+(LATER_NOTICES): on those days, and only those, the notice and the library differ. Those special
+notices are in tests/fixtures/notices/special/ (see SPECIAL_SOURCES); each one imported on top of its
+year's notice gives `chinesecalendar`'s calendar for the year, day by day.
 """
 
 from __future__ import annotations
@@ -11,12 +13,13 @@ from __future__ import annotations
 from datetime import date, timedelta
 from pathlib import Path
 
+import chinese_calendar
 import holidays
 import pytest
 
-from rules.calendar import WorkCalendar, YearOverride
+from rules.calendar import STATUTORY_HOLIDAYS, Amendment, WorkCalendar, YearOverride, amend, statutory_days
 from rules.errors import RuleFileError, RuleFileErrors
-from rules.notice import looks_like_notice, parse_notice
+from rules.notice import looks_like_notice, notice_items, parse_notice
 
 FIXTURES = Path(__file__).parent / "fixtures" / "notices"
 YEARS = range(2010, 2027)
@@ -226,13 +229,164 @@ def test_neighbouring_year_range_without_its_years_is_refused():
         parse_notice(bad, "n.txt")
 
 
-def test_a_supplementary_notice_is_refused_not_misread():
-    adjustment = ("国务院办公厅关于调整2019年劳动节假期安排的通知\n"
-                  "各省、自治区、直辖市人民政府，国务院各部委、各直属机构：\n"
-                  "经国务院批准，现将调整2019年劳动节放假安排通知如下。\n"
-                  "一、2019年5月1日至4日放假调休，共4天。4月28日（星期日）、5月5日（星期日）上班。\n")
-    with pytest.raises(RuleFileError):
-        parse_notice(adjustment, "n.txt")
+# --- a year's arrangement must be whole ------------------------------------------------------------
+@pytest.mark.parametrize("year", YEARS)
+def test_every_published_notice_names_every_statutory_holiday_and_its_days(year):
+    o = _parse(year)
+    named = {n for names, _off, _worked in notice_items(_fixture(year), "n.txt") for n in names}
+    assert named == set(STATUTORY_HOLIDAYS)
+    assert {d for days in statutory_days(year).values() for d in days} <= o.holidays
+
+
+def test_a_notice_naming_only_new_year_is_refused_naming_what_is_missing():
+    text = "国务院办公厅关于2027年部分节假日安排的通知\n一、元旦：1月1日（周五）至3日（周日）放假，共3天。\n"
+    with pytest.raises(RuleFileError) as e:
+        parse_notice(text, "2027.txt")
+    assert e.value.file == "2027.txt" and e.value.line == 1
+    assert "没有春节、清明节、劳动节、端午节、中秋节、国庆节的安排" in e.value.reason
+    assert "读到的只有：元旦" in e.value.reason
+
+
+def test_a_notice_missing_one_item_is_refused_with_the_other_problems():
+    text = _fixture(2026)
+    line = next(s for s in text.splitlines() if s.startswith("五、端午节"))
+    bad = text.replace(line + "\n", "").replace("共9天", "共8天")
+    with pytest.raises(RuleFileErrors) as e:
+        parse_notice(bad, "2026.txt")
+    reasons = [err.reason for err in e.value.errors]
+    assert any("没有端午节的安排" in r for r in reasons) and any("共8天" in r for r in reasons)
+
+
+def test_mid_autumn_and_national_day_in_one_item_count_as_both():
+    items = notice_items(_fixture(2023), "2023.txt")
+    assert ("中秋节", "国庆节") in [names for names, _off, _worked in items]
+    o = _parse(2020)  # 六、国庆节、中秋节：10月1日至8日放假调休
+    assert {date(2020, 10, d) for d in range(1, 9)} <= o.holidays
+
+
+@pytest.mark.parametrize("year", YEARS)
+def test_holiday_periods_are_the_items_of_the_notice(year):
+    """What an amendment replaces is a holiday's period as the calendar has it: the run of days off
+    around its statutory days and the working weekends that pay for it. From the year alone, this
+    gives each item of the published notice — from the imported notice and from the library."""
+    imported = WorkCalendar([_parse(y) for y in (year - 1, year, year + 1) if y in YEARS])
+    calendars = [imported] if year in LATER_NOTICES else [imported, WorkCalendar()]
+    for names, off, worked in notice_items(_fixture(year), f"{year}.txt"):
+        for name in names:
+            for cal in calendars:
+                period, paid_by = cal.holiday_period(year, name)
+                assert off <= period and all(d in off or d.weekday() >= 5 for d in period), (name, sorted(period))
+                assert paid_by == worked, (name, sorted(paid_by))
+
+
+# --- special notices: they amend a year ---------------------------------------------------------------
+SPECIAL = FIXTURES / "special"
+# Where the published text of each special notice was read (several copies agree word for word).
+SPECIAL_SOURCES = {
+    "2015-victory-day.txt": "国发明电〔2015〕1号, 2015年5月13日: https://wanbao.xyxww.com.cn/html/2015-05/14/content_199427.htm"
+                            " and http://m.xuexila.com/news/164029.html (gov.cn, 2015-05-13)",
+    "2019-labour-day.txt": "国办发明电〔2019〕3号, 2019年3月22日: http://hmsrbp.cn/rlzy/2019-03-29/513.html,"
+                           " http://www.hxnews.com/news/gn/szxw/201903/22/1727059.shtml (中国政府网)",
+    "2020-spring-festival.txt": "国办发明电〔2020〕1号, 2020年1月26日: https://www.farmer.com.cn/2020/01/27/99847578.html"
+                                " (新华社北京1月27日电)",
+}
+
+
+def _special(name: str) -> str:
+    return (SPECIAL / name).read_text(encoding="utf-8")
+
+
+def test_special_notices_are_read_as_amendments():
+    v = parse_notice(_special("2015-victory-day.txt"), "v.txt")
+    assert isinstance(v, Amendment) and v.year == 2015 and v.replaces is None and v.extends is None
+    assert v.source == "国务院关于中国人民抗日战争暨世界反法西斯战争胜利70周年纪念日调休放假的通知"
+    assert v.holidays == {date(2015, 9, 3), date(2015, 9, 4), date(2015, 9, 5)}
+    assert v.workdays == {date(2015, 9, 6)}
+    lab = parse_notice(_special("2019-labour-day.txt"), "l.txt")
+    assert isinstance(lab, Amendment) and lab.year == 2019 and lab.replaces == "劳动节"
+    assert lab.holidays == {date(2019, 5, d) for d in range(1, 5)}
+    assert lab.workdays == {date(2019, 4, 28), date(2019, 5, 5)}
+    ext = parse_notice(_special("2020-spring-festival.txt"), "e.txt")
+    assert isinstance(ext, Amendment) and ext.year == 2020
+    assert ext.extends == ("春节", date(2020, 2, 2)) and not ext.holidays and not ext.workdays  # 2月3日起正常上班
+    assert all(looks_like_notice(_special(n)) for n in SPECIAL_SOURCES)
+
+
+def test_a_title_laid_out_on_three_lines_as_published():
+    text = _special("2015-victory-day.txt").replace("抗日战争暨", "抗日战争暨\n", 1).replace("纪念日调休", "纪念日\n调休", 1)
+    assert parse_notice(text, "v.txt") == parse_notice(_special("2015-victory-day.txt"), "v.txt")
+
+
+def _days_differing_from_chinese_calendar(cal: WorkCalendar, year: int) -> list[date]:
+    return [d for d in _days(year) if cal.is_workday(d) != chinese_calendar.is_workday(d)]
+
+
+@pytest.mark.parametrize(("name", "year"), [("2015-victory-day.txt", 2015), ("2019-labour-day.txt", 2019),
+                                            ("2020-spring-festival.txt", 2020)])
+def test_the_year_notice_then_its_special_notice_give_chinese_calendar_day_by_day(name, year):
+    notices = [_parse(year), _parse(year + 1)]
+    before = WorkCalendar(notices)
+    assert _days_differing_from_chinese_calendar(before, year) == sorted(LATER_NOTICES[year])
+    amended = amend(before, parse_notice(_special(name), name))
+    assert amended.source == f"国务院办公厅关于{year}年部分节假日安排的通知；{parse_notice(_special(name), name).source}"
+    assert _days_differing_from_chinese_calendar(WorkCalendar([amended, notices[1]]), year) == []
+    # on top of the library, which already has the special notice, nothing changes
+    library = WorkCalendar()
+    on_library = amend(library, parse_notice(_special(name), name))
+    assert WorkCalendar([on_library]).fingerprint(year) == library.fingerprint(year)
+
+
+def test_an_amendment_applied_twice_changes_nothing_more():
+    for name, year in [("2019-labour-day.txt", 2019), ("2020-spring-festival.txt", 2020)]:
+        a = parse_notice(_special(name), name)
+        once = amend(WorkCalendar([_parse(year)]), a)
+        twice = amend(WorkCalendar([once]), a)
+        assert (twice.holidays, twice.workdays) == (once.holidays, once.workdays)
+
+
+# INVENTED TEST DATA — 虚构的测试数据：2026 年没有调整劳动节的通知。它让劳动节只放 3 天，看原安排里
+# 不再放假的 5月4日、5月5日 是否恢复上班，原来为劳动节调休上班的 5月9日（周六）是否恢复休息。
+LABOUR_DAY_2026_INVENTED = """国务院办公厅关于调整2026年劳动节假期安排的通知
+各省、自治区、直辖市人民政府，国务院各部委、各直属机构：
+经国务院批准，现将调整2026年劳动节放假安排通知如下。
+一、2026年5月1日至3日放假，共3天。
+国务院办公厅
+2026年3月1日
+"""
+
+
+def test_replacing_a_holiday_puts_its_old_days_back_to_normal():
+    library = WorkCalendar()
+    assert not library.is_workday(date(2026, 5, 5)) and library.is_workday(date(2026, 5, 9))
+    o = amend(library, parse_notice(LABOUR_DAY_2026_INVENTED, "n.txt"))
+    cal = WorkCalendar([o])
+    # Fri 1 – Sun 3 off; Mon 4 and Tue 5 worked again; Sat 9 no longer a working day
+    assert [cal.is_workday(date(2026, 5, d)) for d in range(1, 11)] == [
+        False, False, False, True, True, True, True, True, False, False]
+    assert cal.is_workday(date(2026, 2, 14)) and not cal.is_workday(date(2026, 10, 7))  # the rest stays
+    assert cal.is_workday(date(2026, 9, 20)) and cal.is_workday(date(2026, 10, 10))
+
+
+def test_an_adjusted_holiday_must_keep_its_statutory_days():
+    bad = LABOUR_DAY_2026_INVENTED.replace("5月1日至3日放假，共3天", "5月2日至3日放假，共2天")
+    with pytest.raises(RuleFileError, match="调整后的劳动节安排没有5月1日"):
+        parse_notice(bad, "n.txt")
+
+
+def test_a_special_notice_is_checked_like_any_notice():
+    bad = _special("2019-labour-day.txt").replace("5月5日（星期日）上班", "5月6日（星期一）上班")
+    with pytest.raises(RuleFileError) as e:
+        parse_notice(bad, "l.txt")
+    assert "不是周末" in e.value.reason and e.value.line == _line_of(bad, "5月6日")
+    bad = _special("2015-victory-day.txt").replace("共3天", "共4天")
+    with pytest.raises(RuleFileError, match="共4天与"):
+        parse_notice(bad, "v.txt")
+
+
+def test_an_extension_before_the_holiday_is_refused():
+    a = parse_notice(_special("2020-spring-festival.txt").replace("至2月2日（农历正月初九，星期日）", "至1月20日"), "e.txt")
+    with pytest.raises(RuleFileError, match="早于春节假期的开始"):
+        amend(WorkCalendar([_parse(2020)]), a, "e.txt")
 
 
 # --- a year the library does not know yet -----------------------------------------------------------
