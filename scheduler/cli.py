@@ -311,6 +311,8 @@ def rules_show(rule_id: str, fmt: str, now: str | None) -> None:
 @now_option
 def rules_export(out: str | None, now: str | None) -> None:
     """导出全部规则、人员和组为规则文件（可原样重新导入）。"""
+    import os
+
     import yaml
 
     from .output import say
@@ -323,7 +325,9 @@ def rules_export(out: str | None, now: str | None) -> None:
     text = header + yaml.safe_dump(doc, allow_unicode=True, sort_keys=False, width=120)
     if out:
         try:
-            with open(out, "w", encoding="utf-8") as f:
+            fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # names and contacts: owner only
+            os.fchmod(fd, 0o600)  # also when the file existed with wider permissions
+            with open(fd, "w", encoding="utf-8") as f:
                 f.write(text)
         except OSError as e:
             raise DubanError(f"无法写入 {out}（{e.strerror}）：请检查目录是否存在、是否有写权限") from None

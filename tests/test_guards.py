@@ -90,3 +90,73 @@ def test_the_refusal_as_a_user_sees_it(sqlite_url, workdir):
     r = run_process("tick", "--now", "2199-01-01", env=env, cwd=workdir)
     assert r.code == 2 and r.err.startswith("错误：--now 2199-01-01 比现在晚一年以上") and "Traceback" not in r.err
     assert run_process("--force", "tick", "--now", "2199-01-01", env=env, cwd=workdir).code == 0
+
+
+# --- file modes ----------------------------------------------------------------------------------
+def test_exports_are_readable_by_their_owner_only(duban, workdir):
+    setup(duban, workdir)
+    old = os.umask(0o022)  # a usual umask: without care the files would be world-readable
+    try:
+        for name in ("台账.xlsx", "台账.csv"):
+            ok(duban("ledger", "export", "--out", name))
+            assert mode(workdir / name) == 0o600, name
+        ok(duban("rules", "export", "--out", "规则.yaml"))
+        assert mode(workdir / "规则.yaml") == 0o600
+        # an existing file, even one others could read, is replaced by one they cannot
+        for name in ("台账.csv", "规则.yaml"):
+            os.chmod(workdir / name, 0o644)
+        ok(duban("ledger", "export", "--out", "台账.csv"))
+        ok(duban("rules", "export", "--out", "规则.yaml"))
+        assert mode(workdir / "台账.csv") == mode(workdir / "规则.yaml") == 0o600
+        assert "13800000000" in (workdir / "规则.yaml").read_text(encoding="utf-8")
+    finally:
+        os.umask(old)
+
+
+# --- temp files of a killed ledger export --------------------------------------------------------
+def temps(workdir) -> list[str]:
+    return sorted(p.name for p in workdir.iterdir() if p.name.startswith(".duban-ledger-"))
+
+
+def test_stale_temp_files_are_removed_by_the_next_export(duban, workdir):
+    setup(duban, workdir)
+    hours_ago = time.time() - 2 * 3600
+    for name in (".duban-ledger-old1.xlsx", ".duban-ledger-old2.csv", ".duban-ledger-notes.txt"):
+        (workdir / name).write_text("x")
+        os.utime(workdir / name, (hours_ago, hours_ago))
+    (workdir / ".duban-ledger-running.xlsx").write_text("x")  # another export, still writing
+    ok(duban("ledger", "export", "--out", "台账.xlsx"))
+    assert temps(workdir) == [".duban-ledger-notes.txt", ".duban-ledger-running.xlsx"]  # not ours / not stale
+
+
+def test_an_export_killed_midway_leaves_a_temp_file_the_next_one_removes(duban, workdir, sqlite_url):
+    setup(duban, workdir)
+    from scheduler.models import OccurrenceRow
+
+    engine = sa.create_engine(sqlite_url)  # a large ledger, so the export is still writing when killed
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    with engine.begin() as c:
+        c.execute(sa.insert(OccurrenceRow.__table__), [
+            {"org": "default", "key": f"bulk-{i}@2026-12", "rule_id": "bulk", "title": f"批量事项 {i}",
+             "period": "2026-12", "owner": "secretary", "opens": date(2026, 12, 1), "due": date(2026, 12, 28),
+             "quota": 1, "provisional": False, "state": "open", "done_count": 0, "created_at": now}
+            for i in range(150_000)])
+    engine.dispose()
+    env = {**os.environ, "DUBAN_DATABASE_URL": sqlite_url}
+    p = subprocess.Popen([sys.executable, "-m", "scheduler.cli", "ledger", "export", "--out", "台账.xlsx"],
+                         env=env, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    end = time.monotonic() + 60
+    while not any(os.path.getsize(workdir / t) > 0 for t in temps(workdir) if (workdir / t).exists()):
+        assert p.poll() is None and time.monotonic() < end, "the export ended before it could be killed"
+        time.sleep(0.005)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    left = temps(workdir)
+    assert len(left) == 1 and not (workdir / "台账.xlsx").exists()  # nothing could clean up after kill -9
+    assert mode(workdir / left[0]) == 0o600  # even the half-written file holds the names privately
+    ok(duban("ledger", "export", "--out", "台账.csv"))  # within the hour: it may be another export, kept
+    assert temps(workdir) == left
+    hours_ago = time.time() - 2 * 3600
+    os.utime(workdir / left[0], (hours_ago, hours_ago))
+    ok(duban("ledger", "export", "--out", "台账.csv"))
+    assert temps(workdir) == [] and mode(workdir / "台账.csv") == 0o600
