@@ -16,6 +16,8 @@ from . import cli_i18n
 cli_i18n.install()
 
 FORMATS = click.Choice(["table", "json"])
+# commands that never write: a far-future --now cannot leave anything behind
+READ_ONLY = {"preview", "rules list", "rules show", "rules export", "calendar show", "history", "backup"}
 
 
 def now_option(f: Callable) -> Callable:
@@ -39,6 +41,10 @@ def _app(now: str | None):
         raise DubanError(f"单位 id“{org}”无效：只能用小写英文字母、数字和连字符，例如 branch-01")
     limited = ctx.get_parameter_source("org") not in (None, click.core.ParameterSource.DEFAULT)
     app = App(now, org=org, org_limited=limited)  # reads .env
+    if now is not None and click.get_current_context().command_path.partition(" ")[2] not in READ_ONLY:
+        from .clock import check_far_ahead
+
+        check_far_ahead(app.now, allowed=ctx.params.get("force") or app.settings.get("DUBAN_TEST_MODE") == "1")
     from .logs import setup_logging
 
     # every command logs warnings (failed sends…) to stderr, redacted; the service logs INFO by default
@@ -51,8 +57,9 @@ def _app(now: str | None):
 @click.version_option(package_name="duban", message="duban %(version)s")
 @click.option("--org", envvar="DUBAN_ORG", default="default", show_default=True, metavar="单位",
               help="只处理这个单位（支部）的规则、人员和事项；一个单位使用时不用写。也可设 DUBAN_ORG。")
+@click.option("--force", is_flag=True, help="允许写入数据的命令使用比现在晚一年以上的 --now（正式数据库上慎用）。")
 @click.pass_context
-def cli(ctx: click.Context, org: str) -> None:
+def cli(ctx: click.Context, org: str, force: bool) -> None:
     """督办（duban）：把整改承诺和周期性工作变成按时提醒、逾期督办和可查台账。
 
     \b
@@ -304,6 +311,8 @@ def rules_show(rule_id: str, fmt: str, now: str | None) -> None:
 @now_option
 def rules_export(out: str | None, now: str | None) -> None:
     """导出全部规则、人员和组为规则文件（可原样重新导入）。"""
+    import os
+
     import yaml
 
     from .output import say
@@ -316,7 +325,9 @@ def rules_export(out: str | None, now: str | None) -> None:
     text = header + yaml.safe_dump(doc, allow_unicode=True, sort_keys=False, width=120)
     if out:
         try:
-            with open(out, "w", encoding="utf-8") as f:
+            fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # names and contacts: owner only
+            os.fchmod(fd, 0o600)  # also when the file existed with wider permissions
+            with open(fd, "w", encoding="utf-8") as f:
                 f.write(text)
         except OSError as e:
             raise DubanError(f"无法写入 {out}（{e.strerror}）：请检查目录是否存在、是否有写权限") from None

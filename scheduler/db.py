@@ -76,6 +76,19 @@ def session_scope(engine: Engine) -> Iterator[Session]:
         session.close()
 
 
+def lock_for_write(s: Session) -> None:
+    """Make the session's transaction a writer now, before it reads what it will change.
+
+    pysqlite starts a transaction only at the first INSERT/UPDATE, so reads before it see an older
+    commit, and two processes could both act on that. BEGIN IMMEDIATE takes SQLite's one write lock
+    up front (others wait, up to the busy timeout). PostgreSQL needs nothing here: callers lock rows."""
+    if s.get_bind().dialect.name != "sqlite":
+        return
+    conn = s.connection()
+    if not conn.connection.dbapi_connection.in_transaction:  # already writing: the lock is held
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 def _alembic_config(connection):
     from alembic.config import Config
 

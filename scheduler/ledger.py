@@ -15,6 +15,7 @@ import hashlib
 import os
 import re
 import tempfile
+import time
 import unicodedata
 import zipfile
 from collections import defaultdict
@@ -66,6 +67,8 @@ ACTION_NAMES = {"added": "新增", "updated": "修改", "disabled": "停用", "e
                 "calendar": "导入放假安排", "calendar-import": "导入放假安排"}
 OUTCOME_NAMES = {"sent": "已发送", "failed": "失败", "dead": "放弃", "skipped": "跳过", "sending": "发送中"}
 FORMATS = (".xlsx", ".csv", ".zip")
+TEMP_PREFIX = ".duban-ledger-"
+STALE_AFTER = 3600  # seconds: an older temp file of ours belongs to an export that died
 
 
 @dataclass(frozen=True)
@@ -444,8 +447,10 @@ def export_ledger(s: Session, path: str, *, now: datetime, tz: ZoneInfo, flt: Le
     files = _evidence(s, flt)
     rows = ledger_rows(s, flt, today, local, names, sent, _evidence_lines(files))
     directory = os.path.dirname(os.path.abspath(path))
+    remove_stale_temps(directory)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".duban-ledger-", suffix="." + fmt, dir=directory)
+        # beside the target (os.replace is atomic within a file system), 0600 like the database: names, contacts
+        fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix="." + fmt, dir=directory)
     except OSError as e:
         raise DubanError(f"无法写入 {path}：{e.strerror or e}。请检查目录是否存在、是否有写权限") from None
     os.close(fd)
@@ -456,8 +461,6 @@ def export_ledger(s: Session, path: str, *, now: datetime, tz: ZoneInfo, flt: Le
             result = _write_workbook(s, tmp, now, flt, rows, attempts, files, local, names)
         else:
             result = _write_archive(s, tmp, path, now, flt, rows, attempts, files, local, names, Path(data))
-        if fmt != "zip":  # an archive stays 0600 (mkstemp): it holds people's documents
-            os.chmod(tmp, 0o644 & ~_umask())
         os.replace(tmp, path)
     except OSError as e:
         _unlink(tmp)
@@ -583,10 +586,26 @@ def _readme(book: str, now: datetime, local: _Local, count: int, missing: list[t
     return ("\r\n".join(lines) + "\r\n").encode("utf-8-sig")  # Notepad on older Windows needs the BOM
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+
+def remove_stale_temps(directory: str, now: float | None = None) -> list[str]:
+    """Delete our temp files older than STALE_AFTER in `directory`: left by an export that was killed
+    (kill -9, power cut) before it could clean up. A running export writes its file all along, so
+    its mtime stays fresh. Returns the names removed."""
+    limit = (time.time() if now is None else now) - STALE_AFTER
+    removed = []
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return removed  # the export itself reports an unusable directory
+    for e in entries:
+        if e.name.startswith(TEMP_PREFIX) and e.name.endswith(FORMATS):
+            try:
+                if e.is_file(follow_symlinks=False) and e.stat(follow_symlinks=False).st_mtime < limit:
+                    os.unlink(e.path)
+                    removed.append(e.name)
+            except OSError:
+                pass  # another export removed it first, or it is not ours to remove
+    return removed
 
 
 def _unlink(path: str) -> None:

@@ -14,7 +14,7 @@ def setup_logging(level: str | None) -> None:
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         root.addHandler(handler)
-    root.setLevel((level or "INFO").upper())
+    root.setLevel((level or "INFO").strip().upper())  # checked by load_settings
     for chatty in ("apscheduler", "alembic"):
         logging.getLogger(chatty).setLevel(max(logging.WARNING, root.level))
     install_log_redaction()

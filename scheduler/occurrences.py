@@ -7,12 +7,13 @@ import difflib
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import and_, case, func, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from rules.errors import DubanError
 from rules.planner import Planner
 
+from .db import lock_for_write
 from .materialize import effective_start, insert_ignore, occurrence_row
 from .models import DEFAULT_ORG, CompletionRow, DeliveryRow, OccurrenceRow, RuleRow, WaiverRow
 from .store import load_calendar, load_events, load_ruleset
@@ -60,16 +61,34 @@ def find_occurrence(s: Session, key: str, now: datetime, org: str = DEFAULT_ORG)
     raise DubanError(f"没有编号为“{key}”的事项。{hint}")
 
 
+def _locked(s: Session, org: str, key: str) -> OccurrenceRow:
+    """The occurrence as last committed, locked until the transaction ends (a row lock on PostgreSQL;
+    SQLite's write lock is taken by `lock_for_write`). `populate_existing`: an object loaded earlier
+    in the session would otherwise keep its stale values."""
+    return s.scalar(_by_key(org, key).with_for_update().execution_options(populate_existing=True))
+
+
 def record_done(s: Session, key: str, *, now: datetime, by: str | None, note: str | None,
                 evidence: str | None, org: str = DEFAULT_ORG) -> OccurrenceRow:
-    occ = find_occurrence(s, key, now, org)
+    """Record one completion; returns the occurrence with its count and state as stored after it.
+    Safe against simultaneous completions and waivers in other processes: each counts once."""
+    lock_for_write(s)
+    find_occurrence(s, key, now, org)  # stores it if the rules produce it but it is not stored yet (done early)
+    occ = _locked(s, org, key)
     if occ.state == "waived":
         raise DubanError(f"事项 {key} 已免办，不能再登记完成")
-    occ = s.scalar(_by_key(org, key).with_for_update())
     s.add(CompletionRow(org=org, occurrence_key=key, by=by, at=now, note=note, evidence=evidence))
-    occ.done_count += 1
-    if occ.state == "open" and occ.done_count >= occ.quota:
-        occ.state, occ.closed_at = "done", now
+    s.flush()
+    # the count is the completion rows themselves, in one statement: it cannot drift from them
+    count = (select(func.count()).select_from(CompletionRow)
+             .where(CompletionRow.org == org, CompletionRow.occurrence_key == key).scalar_subquery())
+    closes = and_(OccurrenceRow.state == "open", count >= OccurrenceRow.quota)
+    s.execute(update(OccurrenceRow).where(OccurrenceRow.id == occ.id).values(
+        done_count=count,
+        state=case((closes, "done"), else_=OccurrenceRow.state),
+        closed_at=case((closes, literal(now, OccurrenceRow.closed_at.type)), else_=OccurrenceRow.closed_at),
+    ).execution_options(synchronize_session=False))
+    s.refresh(occ)
     return occ
 
 
@@ -77,7 +96,9 @@ def record_waiver(s: Session, key: str, *, now: datetime, reason: str, by: str |
                   org: str = DEFAULT_ORG) -> OccurrenceRow:
     if not reason.strip():
         raise DubanError("免办必须写明理由：--reason \"理由\"")
-    occ = find_occurrence(s, key, now, org)
+    lock_for_write(s)
+    find_occurrence(s, key, now, org)
+    occ = _locked(s, org, key)  # a completion committed meanwhile is seen here, and one after waits
     if occ.state != "open":
         raise DubanError(f"事项 {key} {STATE_NAMES[occ.state]}，无需免办")
     s.add(WaiverRow(org=org, occurrence_key=key, reason=reason.strip(), by=by, at=now))

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from rules.errors import DubanError
 
 DEFAULT_DATABASE_URL = "sqlite:///duban.db"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 SECRET_NAMES = ("DUBAN_SMTP_PASSWORD", "DUBAN_WECOM_ROBOT_KEY", "DUBAN_WECOM_CORP_SECRET")
 
 
@@ -43,6 +44,9 @@ def load_settings(environ: dict[str, str] | None = None, dotenv: bool = True) ->
         ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError):
         raise DubanError(f"设置 DUBAN_TIMEZONE 的时区“{tz}”无效，例如 Asia/Shanghai") from None
+    level = env.get("DUBAN_LOG_LEVEL")
+    if level and level.strip().upper() not in LOG_LEVELS:
+        raise DubanError(f"设置 DUBAN_LOG_LEVEL 的日志级别“{level}”无效，可用：{'、'.join(LOG_LEVELS)}")
     return Settings(
         database_url=env.get("DUBAN_DATABASE_URL") or DEFAULT_DATABASE_URL,
         timezone=tz,

@@ -26,10 +26,12 @@ class Result:
 
 @pytest.fixture
 def workdir(tmp_path, monkeypatch):
-    """Run in an empty directory with no DUBAN_* settings inherited from the developer's shell."""
+    """Run in an empty directory with no DUBAN_* settings inherited from the developer's shell,
+    as a test database (DUBAN_TEST_MODE=1)."""
     for k in list(os.environ):
         if k.startswith("DUBAN_"):
             monkeypatch.delenv(k)
+    monkeypatch.setenv("DUBAN_TEST_MODE", "1")  # test databases: --now may be years ahead
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
@@ -98,7 +100,7 @@ def duban(workdir, monkeypatch, capsys):
 def run_process(*args: str, env: dict[str, str] | None = None, cwd=None) -> Result:
     """Run the installed CLI in a child process (for exit codes and stderr as a user sees them)."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("DUBAN_")}
-    full_env.update(env or {})
+    full_env.update({"DUBAN_TEST_MODE": "1", **(env or {})})
     p = subprocess.run([sys.executable, "-m", "scheduler.cli", *map(str, args)], capture_output=True, text=True,
                        env=full_env, cwd=cwd, timeout=120)
     return Result(p.returncode, p.stdout, p.stderr)
