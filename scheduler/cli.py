@@ -586,8 +586,8 @@ def done(key: str, by: str | None, note: str | None, evidence: str | None, files
 
     \b
     例：duban done party-day@2026-12 --by secretary --note "已召开" --file 会议记录.pdf --file 签到表.jpg"""
+    from .actions import complete
     from .evidence import attach_evidence, data_dir, human_size, max_bytes, store_local_files
-    from .occurrences import record_done
     from .output import say
 
     app = _app(now)
@@ -595,11 +595,11 @@ def done(key: str, by: str | None, note: str | None, evidence: str | None, files
     if files:  # kept before the transaction: a refused file changes nothing in the database
         stored = store_local_files(data_dir(app.settings), files, max_bytes(app.settings))
     with app.session() as s:
-        occ = record_done(s, key, now=app.now, by=by, note=note, evidence=evidence, org=app.org)
+        done = complete(s, key, now=app.now, by=by, note=note, evidence=evidence, org=app.org, via="cli")
         if stored:
-            completion = _new_completion(s, app.org, key)
-            attach_evidence(s, org=app.org, occurrence_key=key, completion_id=completion.id if completion else None,
+            attach_evidence(s, org=app.org, occurrence_key=key, completion_id=done.completion_id,
                             files=stored, by=by, now=app.now)
+        occ = done.occurrence
         count, quota, state = occ.done_count, occ.quota, occ.state
     if state == "done" and count == quota:
         say(f"已登记完成：{key}（{count}/{quota}），该事项已办结，不再提醒。")
@@ -611,21 +611,6 @@ def done(key: str, by: str | None, note: str | None, evidence: str | None, files
         say(f"  佐证材料：{f.filename}（{human_size(f.size)}，SHA-256 {f.sha256[:12]}…）")
 
 
-def _new_completion(s, org: str, key: str):
-    """The CompletionRow that record_done just added (pending in the session, or, should it insert
-    directly, the newest one of the occurrence: its row lock keeps other completions out until commit)."""
-    from sqlalchemy import select
-
-    from .models import CompletionRow
-
-    pending = [o for o in s.new if isinstance(o, CompletionRow) and o.org == org and o.occurrence_key == key]
-    s.flush()
-    if pending:
-        return pending[-1]
-    return s.scalar(select(CompletionRow).where(CompletionRow.org == org, CompletionRow.occurrence_key == key)
-                    .order_by(CompletionRow.id.desc()).limit(1))
-
-
 @cli.command()
 @click.argument("key", metavar="事项编号")
 @click.option("--reason", required=True, help="免办理由（必填，记入台账）。")
@@ -633,12 +618,12 @@ def _new_completion(s, org: str, key: str):
 @now_option
 def waive(key: str, reason: str, by: str | None, now: str | None) -> None:
     """免办一个事项（不做也关闭），理由记入台账。"""
-    from .occurrences import record_waiver
+    from .actions import waive as waive_occurrence
     from .output import say
 
     app = _app(now)
     with app.session() as s:
-        record_waiver(s, key, now=app.now, reason=reason, by=by, org=app.org)
+        waive_occurrence(s, key, now=app.now, reason=reason, by=by, org=app.org, via="cli")
     say(f"已免办：{key}。理由：{reason.strip()}")
 
 
