@@ -246,7 +246,8 @@ def check_name(filename: str) -> tuple[str, _Type]:
     """The sanitised name and its type, or EvidenceRefused if the name's type is not allowed."""
     name = safe_filename(filename)
     if not name:
-        raise EvidenceRefused(f"文件名“{filename}”无效：请使用带扩展名的文件名，例如 会议记录.pdf")
+        shown = "".join(ch if ch.isprintable() else "?" for ch in (filename or "")[:MAX_NAME])
+        raise EvidenceRefused(f"文件名“{shown}”无效：请使用带扩展名的文件名，例如 会议记录.pdf")
     kind = TYPES.get(_extension(name))
     if kind is None:
         ext = _extension(name)
