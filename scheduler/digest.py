@@ -13,10 +13,10 @@ from notifications.message import CHANNEL_LABELS, KIND_NAMES, Message, render
 from rules.calendar import WorkCalendar
 
 from .channel_state import disabled_channels
-from .materialize import delivery_key, delivery_row, epoch, insert_ignore
 from .models import DEFAULT_ORG, AttemptRow, CompletionRow, DeliveryRow, OccurrenceRow, RuleChangeRow
 from .occurrences import status_rows
 from .routing import recipient
+from .rows import delivery_key, delivery_row, epoch, insert_ignore
 from .store import load_calendar, load_people_groups, organisations
 
 

@@ -14,8 +14,8 @@ from rules.errors import DubanError
 from rules.planner import Planner
 
 from .db import lock_for_write
-from .materialize import effective_start, insert_ignore, occurrence_row
 from .models import DEFAULT_ORG, CompletionRow, DeliveryRow, OccurrenceRow, RuleRow, WaiverRow
+from .rows import effective_start, insert_ignore, occurrence_row
 from .store import load_calendar, load_events, load_ruleset
 
 DUE_SOON_DAYS = 7

@@ -17,8 +17,8 @@ from sqlalchemy.orm import Session
 from rules.calendar import WorkCalendar
 from rules.planner import Planner
 
-from .materialize import delivery_row, effective_start, epoch, insert_ignore
 from .models import DeliveryRow, OccurrenceRow, RuleChangeRow, RuleRow
+from .rows import delivery_row, effective_start, epoch, insert_ignore
 from .state import get_state, set_state
 from .store import load_calendar, load_events, load_ruleset, organisations
 
