@@ -409,7 +409,7 @@ def test_smtp_down_for_an_hour_is_reported_through_the_wecom_app(duban, smtp, we
     finally:
         smtp_back(smtp)
     [digest] = [b["markdown"]["content"] for b in wecom.app_inbox["WangShuJi"]
-                if "每日督办汇总" in b["markdown"]["content"]]
+                if b["msgtype"] == "markdown" and "每日督办汇总" in b["markdown"]["content"]]
     assert "邮件" in digest, digest
 
 
