@@ -13,6 +13,8 @@ from typing import Any
 
 from .calendar import YearOverride
 from .errors import RuleFileError, RuleFileErrors
+from .model import SOURCE_MAX
+from .text import text_problem
 from .yamlfile import line_of, load_with_lines, read_text
 
 _KEYS = ("year", "source", "holidays", "workdays")
@@ -75,9 +77,12 @@ def parse_calendar_text(text: str, filename: str) -> YearOverride:
             err(f"{d} 是工作日（周一至周五），调休上班日应是周六或周日", "workdays")
     for d in sorted(days["holidays"] & days["workdays"]):
         err(f"{d} 不能既放假又上班", "workdays")
+    source = str(data.get("source") or f"{year} 年节假日安排（用户日历文件 {filename}）")
+    problem = text_problem(source, SOURCE_MAX) if "source" in data else None
+    if problem:
+        err(problem, "source")
     if errors:
         raise RuleFileErrors(errors)
-    source = str(data.get("source") or f"{year} 年节假日安排（用户日历文件 {filename}）")
     return YearOverride(year, frozenset(days["holidays"]), frozenset(days["workdays"]), source)
 
 

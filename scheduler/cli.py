@@ -28,6 +28,16 @@ def format_option(f: Callable) -> Callable:
                         help="输出格式：table（中文表格）或 json（供脚本使用）。")(f)
 
 
+def _option_text(value: str | None, option: str, limit: int, multiline: bool = False) -> str | None:
+    """A text option as typed, refused when it has control characters or is too long (as in rule files)."""
+    from rules.text import text_problem
+
+    problem = None if value is None else text_problem(value, limit, multiline)
+    if problem:
+        raise DubanError(f"{option} {problem}")
+    return value
+
+
 def _app(now: str | None):
     from rules.model import ID_RE
 
@@ -512,7 +522,7 @@ def event() -> None:
 @now_option
 def event_add(etype: str, day: str, title: str | None, now: str | None) -> None:
     """登记一个事件，并显示它产生的待办事项。"""
-    from rules.model import ID_RE
+    from rules.model import ID_RE, TITLE_MAX
     from rules.planner import Event, Planner
 
     from .clock import parse_date
@@ -525,6 +535,7 @@ def event_add(etype: str, day: str, title: str | None, now: str | None) -> None:
     if not ID_RE.match(etype):
         raise DubanError(f"事件类型“{etype}”无效：只能用小写英文字母、数字和连字符，例如 study-session")
     d = parse_date(day, "--date")
+    title = _option_text(title, "--title", TITLE_MAX)
     with app.session() as s:
         rs = load_ruleset(s, app.org, only_enabled=True)
         used = sorted({r.event for r in rs.rules if r.event})
@@ -551,9 +562,13 @@ def event_add(etype: str, day: str, title: str | None, now: str | None) -> None:
 @now_option
 def done(key: str, by: str | None, note: str | None, evidence: str | None, now: str | None) -> None:
     """登记一次完成（需完成多次的事项按次计数）。"""
+    from rules.model import EVIDENCE_MAX, NAME_MAX, NOTE_MAX
+
     from .occurrences import record_done
     from .output import say
 
+    by, note = _option_text(by, "--by", NAME_MAX), _option_text(note, "--note", NOTE_MAX, multiline=True)
+    evidence = _option_text(evidence, "--evidence", EVIDENCE_MAX)
     app = _app(now)
     with app.session() as s:
         occ = record_done(s, key, now=app.now, by=by, note=note, evidence=evidence, org=app.org)
@@ -573,9 +588,13 @@ def done(key: str, by: str | None, note: str | None, evidence: str | None, now: 
 @now_option
 def waive(key: str, reason: str, by: str | None, now: str | None) -> None:
     """免办一个事项（不做也关闭），理由记入台账。"""
+    from rules.model import NAME_MAX, NOTE_MAX
+
     from .occurrences import record_waiver
     from .output import say
 
+    reason = _option_text(reason, "--reason", NOTE_MAX, multiline=True)
+    by = _option_text(by, "--by", NAME_MAX)
     app = _app(now)
     with app.session() as s:
         record_waiver(s, key, now=app.now, reason=reason, by=by, org=app.org)
@@ -812,7 +831,10 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(code, int):
             return code
     except DubanError as e:
-        click.echo(f"错误：{e.message}", err=True)
+        from rules.text import clean_text
+
+        # messages quote what the user wrote: never let it move the cursor or recolour the terminal
+        click.echo(f"错误：{clean_text(e.message, multiline=True)}", err=True)
         return e.exit_code
     except click.exceptions.Abort:
         click.echo("已取消。", err=True)
