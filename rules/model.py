@@ -23,7 +23,7 @@ from pydantic import (
 )
 
 from .periods import MONTHS_IN, WEEKDAYS, DueSpec, Offset
-from .text import check_text, text_problem
+from .text import check_text, mobile_number, text_problem, valid_wecom_id
 
 DEFAULT_TIMEZONE = "Asia/Shanghai"
 DEFAULT_OWNER = "secretary"  # who is responsible when a rule names nobody
@@ -73,7 +73,7 @@ def _str_list(v: Any) -> Any:
 
 
 def _as_text(v: Any) -> Any:
-    """A number written where text is expected (`source: 8`, `title: 2026`) is that text."""
+    """A number written where text is expected (`source: 8`, `wecom: 10086`) is that text."""
     return str(v) if isinstance(v, int | float) else v
 
 
@@ -112,8 +112,8 @@ class _Strict(BaseModel):
 class PersonModel(_Strict):
     name: Limited(NAME_MAX)
     email: Limited(EMAIL_MAX) | None = None
-    wecom: str | None = None
-    mobile: str | None = None
+    wecom: Annotated[str, BeforeValidator(_as_text)] | None = None
+    mobile: Annotated[str, BeforeValidator(_as_text)] | None = None
 
     @field_validator("email")
     @classmethod
@@ -122,10 +122,23 @@ class PersonModel(_Strict):
             raise ValueError(f"“{v}”不是有效的电子邮箱地址")
         return v
 
-    @field_validator("mobile", mode="before")
+    @field_validator("wecom")
     @classmethod
-    def _mobile(cls, v: Any) -> Any:
-        return str(v) if isinstance(v, int) else v
+    def _wecom(cls, v: str | None) -> str | None:
+        if v is not None and not valid_wecom_id(v):
+            raise ValueError(f"企业微信账号“{v}”无效：应为 1–64 位英文字母、数字或 _ - . @"
+                             "（企业微信管理后台成员详情里的“账号”），不能是 @all")
+        return v
+
+    @field_validator("mobile")
+    @classmethod
+    def _mobile(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        number = mobile_number(re.sub(r"[\s-]", "", v))  # "138 0000 0000", "+86-138-0000-0000"
+        if number is None:
+            raise ValueError(f"手机号“{v}”无效：应为 11 位手机号，如 \"13800000000\"（可带 +86，建议加引号）")
+        return number
 
 
 class DueModel(_Strict):

@@ -13,6 +13,11 @@ CONTROL_CHARS = "\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069"  # Cc wi
 UNSAFE_MULTILINE = re.compile(f"[{CONTROL_CHARS}]")
 UNSAFE_LINE = re.compile(f"[\t\n{CONTROL_CHARS}]")
 
+# WeCom user ids: 1–64 of letters, digits, _ - . @ (never @all, which would reach everybody)
+_WECOM_RE = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
+# a mainland mobile number, optionally written with +86 / 86 in front
+_MOBILE_RE = re.compile(r"(?:\+?86)?(1[3-9]\d{9})")
+
 
 def clean_text(text: str, multiline: bool = False) -> str:
     """`text` without control characters (newlines and tabs kept when `multiline`): for output."""
@@ -37,3 +42,13 @@ def check_text(text: str, limit: int, multiline: bool = False) -> str:
     if problem:
         raise ValueError(problem)
     return text
+
+
+def valid_wecom_id(v: str | None) -> bool:
+    return bool(v) and _WECOM_RE.fullmatch(v) is not None and v.lower() != "@all"
+
+
+def mobile_number(v: str | None) -> str | None:
+    """The 11 digits of a mainland mobile number (+86 / 86 dropped), or None when it is not one."""
+    m = _MOBILE_RE.fullmatch(v or "")
+    return m.group(1) if m else None
