@@ -13,6 +13,8 @@ from typing import Any
 
 from .calendar import YearOverride, statutory_days
 from .errors import RuleFileError, RuleFileErrors
+from .model import SOURCE_MAX
+from .text import text_problem
 from .yamlfile import line_of, load_with_lines, read_text
 
 _KEYS = ("year", "source", "holidays", "workdays")
@@ -84,9 +86,12 @@ def parse_calendar_text(text: str, filename: str) -> YearOverride:
         err(f"holidays 没有列出 {year} 年的这些法定假日：{listed}。日历文件写的是全年的安排，须至少列出全部法定假日"
             f"（{year} 年：{law_text}），再加上调休放假的日子；请按国务院办公厅的通知补全，或直接导入通知原文（.txt）",
             "holidays")
+    source = str(data.get("source") or f"{year} 年节假日安排（用户日历文件 {filename}）")
+    problem = text_problem(source, SOURCE_MAX) if "source" in data else None
+    if problem:
+        err(problem, "source")
     if errors:
         raise RuleFileErrors(errors)
-    source = str(data.get("source") or f"{year} 年节假日安排（用户日历文件 {filename}）")
     return YearOverride(year, frozenset(days["holidays"]), frozenset(days["workdays"]), source)
 
 

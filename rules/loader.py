@@ -149,8 +149,9 @@ class RuleContext:
 
 
 def compile_rule(raw: Any, ctx: RuleContext, *, filename: str, lines: dict[Path, int] | None = None,
-                 prefix: Path = ()) -> Rule:
-    """One rule mapping → `Rule`, defaults applied; raises `RuleFileErrors` listing every problem."""
+                 prefix: Path = (), stored: bool = False) -> Rule:
+    """One rule mapping → `Rule`, defaults applied; raises `RuleFileErrors` listing every problem.
+    A `stored` rule (from the database) is not held to the text limits again."""
     lines = lines or {}
     errors: list[RuleFileError] = []
 
@@ -164,7 +165,7 @@ def compile_rule(raw: Any, ctx: RuleContext, *, filename: str, lines: dict[Path,
         err("每条规则应为“键: 值”的映射，以 - id: ... 开头")
         raise RuleFileErrors(errors)
     try:
-        m = RuleModel.model_validate(raw)
+        m = RuleModel.model_validate(raw, context={"stored": stored})
     except ValidationError as exc:
         raise RuleFileErrors(_errors_of(exc, RuleModel, filename, lines, prefix, rule_id)) from None
 
@@ -219,7 +220,7 @@ def compile_rule(raw: Any, ctx: RuleContext, *, filename: str, lines: dict[Path,
         due_raw["nth"] = "last"
     return Rule(
         id=m.id, title=m.title, kind=kinds[0] if kinds[0] != "every" else "periodic",
-        owner=owner, escalate_to=tuple(escalate_to), source=m.source, every=m.every,
+        owner=owner, escalate_to=tuple(escalate_to), source=m.source, description=m.description, every=m.every,
         due=m.due.to_spec() if m.due else None, due_raw=due_raw, if_holiday=if_holiday,
         event=m.event, offset=offset if m.event else None,
         window=(m.window.from_, m.window.to) if m.window else None, quota=m.quota, for_each=m.for_each,
@@ -259,9 +260,18 @@ def parse_rule_text(text: str, filename: str, *, known_people: Mapping[str, Pers
                                         line=line_of(lines, ("people", pid)), key=f"people.{pid}"))
         people[str(pid)] = Person(str(pid), p.name, p.email, p.wecom, p.mobile)
     for gid, members in top.groups.items():
+        if not REF_RE.match(str(gid)):
+            errors.append(RuleFileError(f"组 id“{gid}”无效：只能用英文字母、数字、-、_ 和 .", file=filename,
+                                        line=line_of(lines, ("groups", gid)), key=f"groups.{gid}"))
         if str(gid) in top.people:
             errors.append(RuleFileError(f"组 id“{gid}”与人员 id 重名，请改名", file=filename,
                                         line=line_of(lines, ("groups", gid)), key=f"groups.{gid}"))
+        bad = [i for i, m in enumerate(members) if not REF_RE.match(m)]
+        for i in bad:
+            errors.append(RuleFileError(f"组成员“{members[i]}”不是有效的人员 id：只能用英文字母、数字、-、_ 和 .，"
+                                        "人员的姓名写在 people 里", file=filename,
+                                        line=line_of(lines, ("groups", gid, i)), key=f"groups.{gid}"))
+        members = [m for i, m in enumerate(members) if i not in bad]
         undefined = [m for m in members if m not in people and m not in top.people]
         for member in undefined:  # a member without contacts: accepted, reminders only reach the log
             people[member] = Person(member, member)

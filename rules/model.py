@@ -11,9 +11,19 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from .periods import MONTHS_IN, WEEKDAYS, DueSpec, Offset
+from .text import check_text, mobile_number, text_problem, valid_wecom_id
 
 DEFAULT_TIMEZONE = "Asia/Shanghai"
 DEFAULT_OWNER = "secretary"  # who is responsible when a rule names nobody
@@ -22,8 +32,17 @@ DEFAULT_AT = "09:00"
 DEFAULT_ESCALATE_AFTER = "3wd"
 DEFAULT_REPEAT_OVERDUE = "1wd"
 IF_HOLIDAY = ("keep", "previous-workday", "next-workday")
-ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
-REF_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# \Z, not $: `$` also matches before a final newline ("party-day\n"); 64 is the width of the id columns
+ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}\Z")
+REF_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
+# the longest texts accepted (characters): short enough for tables, headers and the database columns
+TITLE_MAX = 200
+DESCRIPTION_MAX = 5000
+NOTE_MAX = 2000
+SOURCE_MAX = 200
+NAME_MAX = 100
+EMAIL_MAX = 254
+EVIDENCE_MAX = 1000
 _AT_RE = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 _LEAP = 2024
 YEARS = (1950, 2200)  # dates outside this span are typing mistakes, and date arithmetic overflows near 1 and 9999
@@ -53,6 +72,34 @@ def _str_list(v: Any) -> Any:
     return [v] if isinstance(v, str) else v
 
 
+def _as_text(v: Any) -> Any:
+    """A number written where text is expected (`source: 8`, `wecom: 10086`) is that text."""
+    return str(v) if isinstance(v, int | float) else v
+
+
+def _stored(info: ValidationInfo) -> bool:
+    """Validating a rule already in the database: it was accepted when stored (perhaps before a text
+    limit existed) and must keep working; what is printed is cleaned on output."""
+    return bool(info.context and info.context.get("stored"))
+
+
+def _title(v: str, info: ValidationInfo) -> str:
+    if _stored(info):
+        return v
+    if len(v) > TITLE_MAX and text_problem(v, len(v)) is None:  # only too long: say where long text goes
+        raise ValueError(f"标题有 {len(v)} 个字，超过 {TITLE_MAX} 字的上限。标题只写简短的名称，"
+                         "较长的说明（如整改措施原文）请写在 description 键里")
+    return check_text(v, TITLE_MAX)
+
+
+def Limited(limit: int, multiline: bool = False) -> Any:  # noqa: N802 - used like a type
+    """Text of at most `limit` characters without control characters (newlines only if `multiline`)."""
+    def check(v: str, info: ValidationInfo) -> str:
+        return v if _stored(info) else check_text(v, limit, multiline)
+
+    return Annotated[str, BeforeValidator(_as_text), AfterValidator(check)]
+
+
 OffsetText = Annotated[str, BeforeValidator(_offset_text)]
 AtText = Annotated[str, BeforeValidator(_at_text)]
 RefList = Annotated[list[str], BeforeValidator(_str_list)]
@@ -63,22 +110,35 @@ class _Strict(BaseModel):
 
 
 class PersonModel(_Strict):
-    name: str
-    email: str | None = None
-    wecom: str | None = None
-    mobile: str | None = None
+    name: Limited(NAME_MAX)
+    email: Limited(EMAIL_MAX) | None = None
+    wecom: Annotated[str, BeforeValidator(_as_text)] | None = None
+    mobile: Annotated[str, BeforeValidator(_as_text)] | None = None
 
     @field_validator("email")
     @classmethod
     def _email(cls, v: str | None) -> str | None:
-        if v is not None and not re.match(r"^[^@\s]+@[^@\s]+\.[^@\s]+$", v):
+        if v is not None and not re.match(r"^[^@\s]+@[^@\s]+\.[^@\s]+\Z", v):
             raise ValueError(f"“{v}”不是有效的电子邮箱地址")
         return v
 
-    @field_validator("mobile", mode="before")
+    @field_validator("wecom")
     @classmethod
-    def _mobile(cls, v: Any) -> Any:
-        return str(v) if isinstance(v, int) else v
+    def _wecom(cls, v: str | None) -> str | None:
+        if v is not None and not valid_wecom_id(v):
+            raise ValueError(f"企业微信账号“{v}”无效：应为 1–64 位英文字母、数字或 _ - . @"
+                             "（企业微信管理后台成员详情里的“账号”），不能是 @all")
+        return v
+
+    @field_validator("mobile")
+    @classmethod
+    def _mobile(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        number = mobile_number(re.sub(r"[\s-]", "", v))  # "138 0000 0000", "+86-138-0000-0000"
+        if number is None:
+            raise ValueError(f"手机号“{v}”无效：应为 11 位手机号，如 \"13800000000\"（可带 +86，建议加引号）")
+        return number
 
 
 class DueModel(_Strict):
@@ -178,8 +238,9 @@ class DefaultsModel(_Strict):
 
 class RuleModel(_Strict):
     id: str
-    title: str = Field(min_length=1)
-    source: str | None = None
+    title: Annotated[str, BeforeValidator(_as_text), Field(min_length=1), AfterValidator(_title)]
+    description: Limited(DESCRIPTION_MAX, multiline=True) | None = None
+    source: Limited(SOURCE_MAX) | None = None
     owner: str | None = None
     escalate_to: RefList | None = None
     every: Literal["week", "month", "quarter", "half-year", "year"] | None = None
@@ -197,7 +258,7 @@ class RuleModel(_Strict):
     repeat_overdue: OffsetText | Literal["none"] | None = None
     timezone: str | None = None
     enabled: bool = True
-    note: str | None = None
+    note: Limited(NOTE_MAX, multiline=True) | None = None
 
     @field_validator("id")
     @classmethod
@@ -217,11 +278,6 @@ class RuleModel(_Strict):
         if v is not None and not ID_RE.match(v):
             raise ValueError(f"事件类型“{v}”无效：只能用小写英文字母、数字和连字符，例如 study-session")
         return v
-
-    @field_validator("source", "title", "note", mode="before")
-    @classmethod
-    def _text(cls, v: Any) -> Any:
-        return str(v) if isinstance(v, int | float) else v
 
 
 class RuleFileModel(_Strict):
@@ -255,6 +311,7 @@ class Rule:
     owner: str | None
     escalate_to: tuple[str, ...]
     source: str | None = None
+    description: str | None = None
     every: str | None = None
     due: DueSpec | None = None
     due_raw: dict[str, Any] | None = None
@@ -276,6 +333,8 @@ class Rule:
     def to_dict(self) -> dict[str, Any]:
         """The rule as it is written in a rule file, every value explicit (for export and storage)."""
         d: dict[str, Any] = {"id": self.id, "title": self.title}
+        if self.description:
+            d["description"] = self.description
         if self.source is not None:
             d["source"] = self.source
         if self.owner is not None:

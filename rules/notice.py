@@ -35,6 +35,7 @@ from datetime import date, timedelta
 
 from rules.calendar import STATUTORY_HOLIDAYS, Amendment, YearOverride, statutory_days
 from rules.errors import RuleFileError, RuleFileErrors
+from rules.text import clean_text
 
 _WEEKDAYS = "一二三四五六日"
 _WEEKDAY_NAMES = [f"星期{c}" for c in _WEEKDAYS]
@@ -162,7 +163,7 @@ def _parse(text: str, filename: str):
     if "通知" not in head and title_at + 1 < first_item and lines[title_at + 1].endswith("通知"):
         head += lines[title_at + 1]  # a title laid out on two lines
     m = _TITLE.search(head)
-    title = m.group(0) if m else head
+    title = clean_text(m.group(0) if m else head)[:200]  # the source shown everywhere: one clean line
     st = _State(year, filename)
     if not 1950 <= year <= 2200:
         raise RuleFileError(f"标题中的年份 {year} 不合理", file=filename, line=title_at + 1)

@@ -8,10 +8,16 @@ from typing import Any
 import yaml
 
 from .errors import RuleFileError
+from .inputfile import read_bytes
 
 Path = tuple[Any, ...]
 # tags a mapping key may carry: plain text, numbers, dates (not <<, sets, custom !tags)
 PLAIN_KEY_TAGS = {"tag:yaml.org,2002:" + t for t in ("str", "int", "float", "bool", "null", "timestamp")}
+# Aliases (*a) are expanded into copies: a few hundred bytes of nested aliases ("billion laughs")
+# would expand into billions of values. What a file expands into (one per value, plus the length of
+# each text) may exceed its own size only by this factor, plus a little for small files.
+EXPANSION_FACTOR = 10
+EXPANSION_FLOOR = 10_000
 
 
 # libyaml's parser when available (several times faster); nodes carry line numbers either way
@@ -34,13 +40,7 @@ _Loader.add_implicit_resolver(
 
 def read_text(path: str) -> str:
     """The file's text; a file that is not UTF-8 is refused with its name."""
-    try:
-        with open(path, "rb") as f:
-            raw = f.read()
-    except FileNotFoundError:
-        raise RuleFileError("文件不存在，请检查路径", file=path) from None
-    except OSError as e:
-        raise RuleFileError(f"无法读取文件（{e.strerror}）", file=path) from None
+    raw = read_bytes(path)
     if raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]
     try:
@@ -70,8 +70,14 @@ def load_with_lines(text: str, filename: str) -> tuple[Any, dict[Path, int]]:
     if node is None:
         return None, lines
     constructors = loader.yaml_constructors
+    budget = [EXPANSION_FACTOR * len(text) + EXPANSION_FLOOR]
 
     def build(n: yaml.Node, path: Path, parents: frozenset[int]) -> Any:
+        budget[0] -= 1 + (len(n.value) if isinstance(n, yaml.ScalarNode) else 0)
+        if budget[0] < 0:
+            raise RuleFileError("锚点（&）和别名（*）展开后的内容远大于文件本身，不能导入。"
+                                "请不要层层引用别名；共同的设置请写在 defaults 里", file=filename,
+                                line=n.start_mark.line + 1)
         lines.setdefault(path, n.start_mark.line + 1)
         if id(n) in parents:  # an alias that refers to a node containing it
             raise RuleFileError("锚点（&）引用了它自己，无法展开", file=filename, line=n.start_mark.line + 1)

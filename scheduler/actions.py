@@ -11,12 +11,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from rules.errors import DubanError
+from rules.model import NOTE_MAX  # a note is a paragraph, not a document: files go as evidence
+from rules.text import text_problem
 
 from .models import DEFAULT_ORG, AuditEventRow, CompletionRow, OccurrenceRow, WaiverRow
 from .occurrences import record_done, record_waiver
 
 LINK_GRACE = timedelta(days=30)  # an action link keeps working this long after its duty closes
-NOTE_MAX = 5000  # characters: a completion note is a paragraph, not a document (files go as evidence)
 VIA_NAMES = {"cli": "命令行", "web": "工作台", "link": "消息中的链接", "wecom": "企业微信", "email": "邮件"}
 
 
@@ -33,13 +34,21 @@ def audit(s: Session, *, org: str, now: datetime, actor: str | None, via: str, a
                         remote=remote, detail=detail))
 
 
+def note_problem(text: str, what: str = "完成情况说明") -> str | None:
+    """What is wrong with a note (control characters, too long), in Chinese, or None."""
+    problem = text_problem(text.strip(), NOTE_MAX, multiline=True)
+    if problem and len(text.strip()) > NOTE_MAX:
+        return f"{what}{problem}；较长的材料请作为佐证文件上传"
+    return f"{what}{problem}" if problem else None
+
+
 def clean_note(text: str | None, what: str = "完成情况说明") -> str | None:
     if text is None:
         return None
-    text = text.strip()
-    if len(text) > NOTE_MAX:
-        raise DubanError(f"{what}太长（{len(text)} 字），最多 {NOTE_MAX} 字；材料请作为佐证文件上传")
-    return text or None
+    problem = note_problem(text, what)
+    if problem:
+        raise DubanError(problem)
+    return text.strip() or None
 
 
 def complete(s: Session, key: str, *, now: datetime, by: str | None, note: str | None = None,

@@ -30,6 +30,16 @@ def format_option(f: Callable) -> Callable:
                         help="输出格式：table（中文表格）或 json（供脚本使用）。")(f)
 
 
+def _option_text(value: str | None, option: str, limit: int, multiline: bool = False) -> str | None:
+    """A text option as typed, refused when it has control characters or is too long (as in rule files)."""
+    from rules.text import text_problem
+
+    problem = None if value is None else text_problem(value, limit, multiline)
+    if problem:
+        raise DubanError(f"{option} {problem}")
+    return value
+
+
 def _app(now: str | None):
     from rules.model import ID_RE
 
@@ -540,7 +550,7 @@ def event() -> None:
 @now_option
 def event_add(etype: str, day: str, title: str | None, now: str | None) -> None:
     """登记一个事件，并显示它产生的待办事项。"""
-    from rules.model import ID_RE
+    from rules.model import ID_RE, TITLE_MAX
     from rules.planner import Event, Planner
 
     from .clock import parse_date
@@ -553,6 +563,7 @@ def event_add(etype: str, day: str, title: str | None, now: str | None) -> None:
     if not ID_RE.match(etype):
         raise DubanError(f"事件类型“{etype}”无效：只能用小写英文字母、数字和连字符，例如 study-session")
     d = parse_date(day, "--date")
+    title = _option_text(title, "--title", TITLE_MAX)
     with app.session() as s:
         rs = load_ruleset(s, app.org, only_enabled=True)
         used = sorted({r.event for r in rs.rules if r.event})
@@ -586,10 +597,14 @@ def done(key: str, by: str | None, note: str | None, evidence: str | None, files
 
     \b
     例：duban done party-day@2026-12 --by secretary --note "已召开" --file 会议记录.pdf --file 签到表.jpg"""
+    from rules.model import EVIDENCE_MAX, NAME_MAX, NOTE_MAX
+
     from .actions import complete
     from .evidence import attach_evidence, data_dir, human_size, max_bytes, store_local_files
     from .output import say
 
+    by, note = _option_text(by, "--by", NAME_MAX), _option_text(note, "--note", NOTE_MAX, multiline=True)
+    evidence = _option_text(evidence, "--evidence", EVIDENCE_MAX)
     app = _app(now)
     stored = []
     if files:  # kept before the transaction: a refused file changes nothing in the database
@@ -618,9 +633,13 @@ def done(key: str, by: str | None, note: str | None, evidence: str | None, files
 @now_option
 def waive(key: str, reason: str, by: str | None, now: str | None) -> None:
     """免办一个事项（不做也关闭），理由记入台账。"""
+    from rules.model import NAME_MAX, NOTE_MAX
+
     from .actions import waive as waive_occurrence
     from .output import say
 
+    reason = _option_text(reason, "--reason", NOTE_MAX, multiline=True)
+    by = _option_text(by, "--by", NAME_MAX)
     app = _app(now)
     with app.session() as s:
         waive_occurrence(s, key, now=app.now, reason=reason, by=by, org=app.org, via="cli")
@@ -924,7 +943,10 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(code, int):
             return code
     except DubanError as e:
-        click.echo(f"错误：{e.message}", err=True)
+        from rules.text import clean_text
+
+        # messages quote what the user wrote: never let it move the cursor or recolour the terminal
+        click.echo(f"错误：{clean_text(e.message, multiline=True)}", err=True)
         return e.exit_code
     except click.exceptions.Abort:
         click.echo("已取消。", err=True)

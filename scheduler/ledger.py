@@ -34,6 +34,7 @@ from sqlalchemy.types import NullType
 
 from notifications.message import CHANNEL_LABELS, KIND_NAMES
 from rules.errors import DubanError
+from rules.text import CONTROL_CHARS, UNSAFE_MULTILINE, clean_text
 
 from .evidence import compressible, evidence_path, human_size, safe_filename
 from .models import (
@@ -623,10 +624,13 @@ def write_csv(path: str, headers: Sequence[str], rows: Iterable[Sequence[str]]) 
     """UTF-8 with a BOM (so Excel reads the Chinese), CRLF rows; a cell that Excel would take for a
     formula (=, +, -, @) gets a leading apostrophe. Returns the number of data rows."""
     n = 0
+    unsafe = UNSAFE_MULTILINE.search
     with open(path, "w", encoding="utf-8-sig", newline="") as f:
         w = csv.writer(f)
         w.writerow(headers)
         for row in rows:
+            if unsafe("".join(filter(None, row))):  # one search per row; cleaned cell by cell when needed
+                row = [clean_text(v, multiline=True) if v else v for v in row]
             w.writerow(["'" + v if v and v.startswith(_FORMULA_START) else v for v in row])
             n += 1
     return n
@@ -637,8 +641,8 @@ MAX_ROWS = 1_048_576  # Excel's limit per sheet, header included; longer sheets 
 MAX_CELL = 32_767
 MAX_WIDTH, MIN_WIDTH = 60, 6
 WIDTH_SAMPLE = 2000  # widths fit the header and the first rows (a ledger's rows are alike)
-_ILLEGAL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
-_NEEDS_CARE = re.compile(r"[&<>\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")  # a row to escape cell by cell
+_NOT_XML = re.compile("[\ufffe\uffff]")  # not characters of XML (controls are removed by clean_text)
+_NEEDS_CARE = re.compile(f"[&<>\ufffe\uffff{CONTROL_CHARS}]")  # a row to escape cell by cell
 _MAIN = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
 _REL = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
 _PKG_REL = "http://schemas.openxmlformats.org/package/2006/relationships"
@@ -681,8 +685,9 @@ def column_letter(i: int) -> str:
 def _xml_text(v: str) -> str:
     if len(v) > MAX_CELL:
         v = v[:MAX_CELL - 1] + "…"
-    if _ILLEGAL.search(v):
-        v = _ILLEGAL.sub("", v)
+    v = clean_text(v, multiline=True)
+    if _NOT_XML.search(v):
+        v = _NOT_XML.sub("", v)
     if "&" in v:
         v = v.replace("&", "&amp;")
     if "<" in v:

@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
 
+from rules.text import clean_text
+
 
 def _default(v: Any) -> Any:
     if isinstance(v, datetime | date):
@@ -30,6 +32,7 @@ def print_table(title: str | None, headers: Sequence[str], rows: Sequence[Sequen
     """A table that keeps Chinese columns aligned."""
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     console = Console(soft_wrap=False)
     if not console.is_terminal:  # piped or redirected: no terminal width to respect
@@ -42,18 +45,18 @@ def print_table(title: str | None, headers: Sequence[str], rows: Sequence[Sequen
     table = Table(title=title, show_lines=False, header_style="bold", title_justify="left")
     for h in headers:
         table.add_column(h, overflow="fold")
-    for r in rows:
-        table.add_row(*("" if v is None else str(v) for v in r))
+    for r in rows:  # cells as plain Text: a title like "[red]…" is not rich markup, controls are dropped
+        table.add_row(*(Text("" if v is None else clean_text(str(v), multiline=True)) for v in r))
     console.print(table)
 
 
 def say(text: str) -> None:
-    """A line for people (stdout)."""
-    sys.stdout.write(text + "\n")
+    """A line for people (stdout), without control characters that would act on the terminal."""
+    sys.stdout.write(clean_text(text, multiline=True) + "\n")
 
 
 def warn(text: str) -> None:
-    sys.stderr.write(text + "\n")
+    sys.stderr.write(clean_text(text, multiline=True) + "\n")
 
 
 def reminder_text(reminders: Sequence[datetime]) -> str:

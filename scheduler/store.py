@@ -57,7 +57,7 @@ def load_ruleset(session: Session, org: str = DEFAULT_ORG, *, only_enabled: bool
         if only_enabled and not row.enabled:
             continue
         definition = dict(row.definition, enabled=row.enabled)
-        rules.append(compile_rule(definition, ctx, filename=f"数据库中的规则 {row.id}"))
+        rules.append(compile_rule(definition, ctx, filename=f"数据库中的规则 {row.id}", stored=True))
     return RuleSet(people=people, groups=groups, rules=rules)
 
 

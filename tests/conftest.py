@@ -97,12 +97,20 @@ def duban(workdir, monkeypatch, capsys):
     return run
 
 
-def run_process(*args: str, env: dict[str, str] | None = None, cwd=None) -> Result:
-    """Run the installed CLI in a child process (for exit codes and stderr as a user sees them)."""
+def run_process(*args: str, env: dict[str, str] | None = None, cwd=None, timeout: float = 120,
+                max_memory: int | None = None) -> Result:
+    """Run the installed CLI in a child process (for exit codes and stderr as a user sees them);
+    `max_memory` bytes of address space at most, when given (a runaway input fails instead of swapping)."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("DUBAN_")}
     full_env.update({"DUBAN_TEST_MODE": "1", **(env or {})})
+
+    def limit() -> None:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (max_memory, max_memory))
+
     p = subprocess.run([sys.executable, "-m", "scheduler.cli", *map(str, args)], capture_output=True, text=True,
-                       env=full_env, cwd=cwd, timeout=120)
+                       env=full_env, cwd=cwd, timeout=timeout, preexec_fn=limit if max_memory else None)
     return Result(p.returncode, p.stdout, p.stderr)
 
 

@@ -227,3 +227,32 @@ def test_spec_example_loads_verbatim_with_warnings(tmp_path):
     assert rules["association-training"].owner is None
     assert any("photo-assoc" in w and "writers-assoc" in w for w in ruleset.warnings)
     assert not any("study-plan" in w for w in ruleset.warnings)  # secretary exists: nothing to warn
+
+
+# --- contacts: a WeCom id that could reach the whole group, a mobile that is no mobile number -------
+@pytest.mark.parametrize("contact, value", [
+    ("wecom", '"A|B|C"'), ("wecom", "'@all'"), ("wecom", "'@ALL'"), ("wecom", '"<@all>"'), ("wecom", "王书记"),
+    ("wecom", '"Wang Shu"'), ("wecom", "a" * 65), ("wecom", '""'),
+    ("mobile", '"12345"'), ("mobile", '"1380000000"'), ("mobile", '"138000000001"'), ("mobile", '"23800000000"'),
+    ("mobile", "'@all'"), ("mobile", '"+1 13800000000"'),
+])
+def test_bad_wecom_id_or_mobile_is_refused(tmp_path, contact, value):
+    path = tmp_path / "contacts.yaml"
+    path.write_text(f"people:\n  secretary: {{name: 王书记, {contact}: {value}}}\n"
+                    "rules:\n  - id: party-day\n    title: 主题党日\n    every: month\n", encoding="utf-8")
+    [err] = refused(path)
+    assert (err.line, err.key) == (2, f"people.secretary.{contact}"), str(err)
+    assert ("企业微信账号" if contact == "wecom" else "手机号") in err.message
+
+
+@pytest.mark.parametrize("contact, value, stored", [
+    ("wecom", "WangShuJi", "WangShuJi"), ("wecom", "zhang.san@corp", "zhang.san@corp"), ("wecom", "a_b-c", "a_b-c"),
+    ("wecom", "10086", "10086"), ("wecom", "a" * 64, "a" * 64),
+    ("mobile", '"13800000000"', "13800000000"), ("mobile", "13800000000", "13800000000"),
+    ("mobile", '"+8613800000000"', "13800000000"), ("mobile", '"86 138-0000-0000"', "13800000000"),
+])
+def test_good_wecom_id_and_mobile_are_accepted(tmp_path, contact, value, stored):
+    path = tmp_path / "contacts.yaml"
+    path.write_text(f"people:\n  secretary: {{name: 王书记, {contact}: {value}}}\n"
+                    "rules:\n  - id: party-day\n    title: 主题党日\n    every: month\n", encoding="utf-8")
+    assert getattr(load_rule_file(str(path)).people["secretary"], contact) == stored

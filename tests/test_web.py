@@ -350,5 +350,7 @@ def test_a_refused_upload_says_why_next_to_the_field_and_records_nothing(duban, 
                     files=[("evidence", ("报告.pdf", b"MZ\x90\x00 this is a program", "application/pdf"))])
     assert r.status_code == 400 and "报告.pdf" in r.text and 'class="error"' in r.text
     r = client.post(path, data={"csrf": csrf_of(page.text), "note": "长" * 6000})
-    assert r.status_code == 400 and "最多 5000 字" in r.text
+    assert r.status_code == 400 and "超过 2000 字的上限" in r.text
+    r = client.post(path, data={"csrf": csrf_of(page.text), "note": "完成\x1b[2J\x07"})
+    assert r.status_code == 400 and "控制字符" in r.text
     assert _rows(duban.state["url"], "SELECT count(*) FROM completions") == [(0,)]

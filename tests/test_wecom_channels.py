@@ -492,3 +492,45 @@ def test_app_card_of_a_very_long_title_stays_within_the_limits(duban, workdir, w
     card = body["textcard"]
     assert len(card["title"].encode()) <= 128 and card["title"].endswith("…")
     assert len(card["description"].encode()) <= 512
+
+
+# --- 6. ids that would reach everybody: refused on import, and never used at send time --------
+def store_contact(workdir, person: str, column: str, value: str) -> None:
+    """Change a stored contact directly, as a version without the id checks could have stored it."""
+    engine = sa.create_engine(f"sqlite:///{workdir / 'duban.db'}")
+    with engine.begin() as c:
+        c.execute(sa.text(f"UPDATE people SET {column} = :v WHERE id = :p"), {"v": value, "p": person})
+    engine.dispose()
+
+
+def test_robot_never_mentions_the_whole_group(duban, workdir, wecom):
+    wecom.use_robot()
+    setup(duban, workdir, ROBOT_PEOPLE, monthly("monthly-report", "<@all> 紧急[点此](http://x.cn)", "secretary")
+          + monthly("office-ledger", "办公室台账", "office"))
+    store_contact(workdir, "secretary", "wecom", "@all")
+    store_contact(workdir, "office", "mobile", "@all")
+    r = tick(duban, wecom, "2026-12-15T09:05")
+    assert "发送 提醒 2 条" in r.out
+    md = contents(wecom)
+    assert len(md) == 2 and not any("<@" in c or "[点此]" in c for c in md), md  # no mention, no markup
+    assert any("＜@all＞ 紧急" in c for c in md)  # the title is shown, escaped
+    assert not [m for m in wecom.robot_messages if m["msgtype"] == "text"]  # "@all" is no mobile to mention
+
+
+def test_app_never_sends_to_several_users_or_to_all(duban, workdir, wecom, smtp):
+    wecom.server.users = APP_USERS
+    wecom.use_app()
+    people = """\
+        people:
+          secretary: {name: 王书记, wecom: WangShuJi, email: secretary@example.cn}
+          office: {name: 张主任, wecom: ZhangZhuRen, email: office@example.cn}
+        """
+    setup(duban, workdir, people, monthly("monthly-report", "月度工作报告", "secretary")
+          + monthly("office-ledger", "办公室台账", "office"))
+    store_contact(workdir, "secretary", "wecom", "WangShuJi|LiuKeZhang|ChenKuaiJi")
+    store_contact(workdir, "office", "wecom", "@ALL")
+    r = tick(duban, wecom, "2026-12-15T09:05")
+    assert "发送 提醒 2 条" in r.out
+    assert wecom.app_messages == []  # neither id was used: nobody else got the reminders
+    assert delivery_status(workdir) == {"secretary": ("sent", "email"), "office": ("sent", "email")}
+    assert sorted(m.recipients[0] for m in smtp.messages) == ["office@example.cn", "secretary@example.cn"]

@@ -12,6 +12,8 @@ import ssl
 from email.message import EmailMessage
 from email.utils import formataddr, formatdate
 
+from rules.text import clean_text
+
 from ..message import Message, Recipient
 from .base import ChannelDisabled, ChannelError, SendResult
 
@@ -42,9 +44,10 @@ class EmailChannel:
 
     def build(self, message: Message, person: Recipient) -> EmailMessage:
         msg = EmailMessage()
-        msg["Subject"] = message.subject
+        # headers show what people wrote: no control characters (a newline would even be refused)
+        msg["Subject"] = clean_text(message.subject)
         msg["From"] = formataddr(("督办提醒", self.sender))
-        msg["To"] = formataddr((person.name, person.email))
+        msg["To"] = formataddr((clean_text(person.name), person.email))
         msg["Date"] = formatdate(localtime=True)
         domain = self.sender.rpartition("@")[2] or "duban.local"
         # stable per delivery: a resend after a crash is recognisable as the same message

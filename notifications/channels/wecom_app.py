@@ -13,6 +13,8 @@ from collections.abc import Callable
 
 import requests
 
+from rules.text import valid_wecom_id
+
 from ..message import Message, Recipient
 from ..redact import register_secret
 from .base import ChannelError, SendResult
@@ -67,7 +69,8 @@ class WeComAppChannel:
         return f"WeComAppChannel({self.api_base}, corp={self.corp_id}, agent={self.agent_id})"
 
     def reaches(self, person: Recipient) -> bool:
-        return bool(person.wecom)
+        # a `touser` of "a|b" or "@all" would reach other people: such an id is not used
+        return valid_wecom_id(person.wecom)
 
     def token(self, refresh: bool = False) -> str:
         with self._lock:
@@ -83,6 +86,8 @@ class WeComAppChannel:
             return self._token
 
     def send(self, message: Message, person: Recipient) -> SendResult:
+        if not valid_wecom_id(person.wecom):
+            raise ChannelError(f"企业微信账号“{person.wecom}”无效，未发送", permanent=True)
         content = message.markdown or message.text
         if len(content.encode("utf-8")) > MARKDOWN_LIMIT:
             from ..markdown import split_by_bytes

@@ -11,6 +11,8 @@ from urllib.parse import parse_qs, urlparse
 
 import requests
 
+from rules.text import mobile_number, valid_wecom_id
+
 from ..markdown import split_by_bytes
 from ..message import Message, Recipient
 from ..redact import register_secret
@@ -55,11 +57,13 @@ class WeComRobotChannel:
 
     @staticmethod
     def _mention_by_mobile(person: Recipient) -> bool:
-        return bool(person.mobile) and not person.wecom
+        return mobile_number(person.mobile) is not None and not valid_wecom_id(person.wecom)
 
     def chunks(self, message: Message, person: Recipient) -> list[str]:
-        """Markdown posts within the byte limit, cut at line ends; the first one mentions the person."""
-        prefix = f"<@{person.wecom}>\n" if person.wecom else ""
+        """Markdown posts within the byte limit, cut at line ends; the first one mentions the person.
+        The id is checked again here (people stored before ids were validated): `<@all>`, `<@a|b>`
+        or markup would mention the whole group or change the message, so such a person is not mentioned."""
+        prefix = f"<@{person.wecom}>\n" if valid_wecom_id(person.wecom) else ""
         parts = split_by_bytes(message.markdown or message.text, MARKDOWN_LIMIT - len(prefix.encode("utf-8")))
         return [prefix + parts[0], *parts[1:]] if parts else []
 
@@ -67,8 +71,9 @@ class WeComRobotChannel:
         url = f"{self.api_base}/cgi-bin/webhook/send"
         posts = 0
         if self._mention_by_mobile(person):
-            body = post_or_get(self.http, "POST", url, params={"key": self.key}, json={
-                "msgtype": "text", "text": {"content": message.subject[:600], "mentioned_mobile_list": [person.mobile]}})
+            mention = {"content": message.subject[:600], "mentioned_mobile_list": [mobile_number(person.mobile)]}
+            body = post_or_get(self.http, "POST", url, params={"key": self.key},
+                               json={"msgtype": "text", "text": mention})
             raise_for_errcode(body, {"posts": posts})
             posts += 1
         for chunk in self.chunks(message, person):

@@ -340,8 +340,11 @@ def _record(request: Request, web: Web, viewer, key: str, form, nonce: str, via:
     now = web.now()
     errors: dict[str, str] = {}
     note = form.get("note") or ""
-    if len(note) > actions.NOTE_MAX:
-        errors["note"] = f"说明太长（{len(note)} 字），最多 {actions.NOTE_MAX} 字；材料请作为佐证文件上传。"
+    if not isinstance(note, str):
+        note = ""
+    problem = actions.note_problem(note)
+    if problem:
+        errors["note"] = problem
     uploads = [u for u in form.getlist("evidence") if hasattr(u, "filename") and u.filename]
     stored = []
     if not errors:
