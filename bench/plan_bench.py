@@ -248,7 +248,7 @@ def bench(tmp: str, opts: argparse.Namespace) -> None:
     n_rem = sum(len(o.reminder_days) for o in occs)
 
     # 3e. the JSON rendering the CLI does, in process (to explain the CLI figure)
-    from scheduler.cli import _occ_json
+    from scheduler.cli.rules import _occ_json
     from scheduler.output import print_json
 
     by_id = {r.id: r for r in rs.rules}

@@ -1,0 +1,5 @@
+"""`python -m scheduler.cli`."""
+
+from . import console_main
+
+console_main()
