@@ -6,13 +6,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from notifications.message import CHANNEL_LABELS, KIND_NAMES
 
 from .models import (
-    AttemptRow,
     AuditEventRow,
     CompletionRow,
     DeliveryRow,
@@ -137,20 +136,18 @@ def duty_story(s: Session, org: str, key: str, now: datetime, tz) -> dict[str, A
     deliveries = []
     for d in s.scalars(select(DeliveryRow).where(DeliveryRow.org == org, DeliveryRow.occurrence_key == key)
                        .order_by(DeliveryRow.due_at, DeliveryRow.id)):
-        if d.status in ("sent", "dead", "pending") or d.attempts:
+        if d.status in ("sent", "dead", "pending"):  # skipped ones (merged, duty closed) say nothing to a reader
             deliveries.append({"kind": KIND_NAMES.get(d.kind, d.kind), "to": names.get(d.recipient, d.recipient),
-                               "status": {"sent": "已发送", "dead": "发送失败", "pending": "待发送",
-                                          "sending": "发送中", "skipped": "未发送"}.get(d.status, d.status),
+                               "status": {"sent": "已发送", "dead": "发送失败",
+                                          "pending": "待发送" if not d.attempts else "重试中"}[d.status],
                                "channel": CHANNEL_LABELS.get(d.channel or "", d.channel or ""),
                                "at": local(d.sent_at) if d.sent_at else datetime.fromtimestamp(d.due_at, tz).strftime(
                                    "%Y-%m-%d %H:%M"),
                                "error": d.last_error if d.status in ("dead", "pending") else None})
-    attempts = s.scalar(select(AttemptRow.id).join(DeliveryRow, DeliveryRow.id == AttemptRow.delivery_id)
-                        .where(DeliveryRow.org == org, DeliveryRow.occurrence_key == key).limit(1))
     changes = [{"at": local(c.at), "text": f"截止日期由 {c.before['due']} 调整为 {c.after['due']}", "why": c.origin or ""}
                for c in s.scalars(select(RuleChangeRow).where(
                    RuleChangeRow.org == org, RuleChangeRow.action == "redated",
-                   or_(RuleChangeRow.rule_id == occ.rule_id)).order_by(RuleChangeRow.at))
+                   RuleChangeRow.rule_id == occ.rule_id).order_by(RuleChangeRow.at))
                if (c.after or {}).get("key") == key]
     events = [{"at": local(e.at), "actor": names.get(e.actor, e.actor or ""), "action": e.action, "via": e.via}
               for e in s.scalars(select(AuditEventRow).where(AuditEventRow.org == org, AuditEventRow.target == key)
@@ -158,4 +155,4 @@ def duty_story(s: Session, org: str, key: str, now: datetime, tz) -> dict[str, A
     return {"occ": occ, "state": st, "rule": definition, "owner_name": names.get(occ.owner, occ.owner or "未指定"),
             "days_overdue": (today - occ.due).days if st == "overdue" else 0, "days_left": (occ.due - today).days,
             "completions": completions, "waivers": waivers, "deliveries": deliveries, "changes": changes,
-            "events": events, "has_attempts": attempts is not None}
+            "events": events}
