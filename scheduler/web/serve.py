@@ -36,6 +36,9 @@ def make_server(settings: Settings, engine, clock: Callable[[], datetime], host:
     from .app import create_app
 
     app = create_app(settings, engine, clock)
+    # we say in Chinese where the workbench listens; uvicorn's own English start/stop lines only at DEBUG
+    if logging.getLogger().level > logging.DEBUG:
+        logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
     # access lines come from our own middleware (no query strings, no tokens), not uvicorn's
     config = uvicorn.Config(app, host=host, port=port, access_log=False, log_config=None, server_header=False,
                             proxy_headers=bool(settings.get("DUBAN_TRUST_PROXY")), lifespan="off")
