@@ -29,7 +29,7 @@ from ..db import session_scope
 from ..models import DEFAULT_ORG, OccurrenceRow
 from ..settings import Settings
 from ..signing import base_url, is_https, secret_key, signer_for
-from . import auth
+from . import auth, limits
 from .security import SecurityHeaders
 
 log = logging.getLogger("duban.web")
@@ -117,6 +117,22 @@ def remote(request: Request) -> str | None:
     return request.client.host if request.client else None
 
 
+def _limited(web: Web, *hits: tuple[str, tuple[int, int]]) -> int | None:
+    """Count the request in each bucket in turn; minutes to wait at the first one that is full."""
+    for name, limit in hits:
+        wait = limits.hit(web, name, limit)
+        if wait is not None:
+            log.info("请求过于频繁：%s", name.rsplit(":", 1)[0])  # the bucket's kind, not the address
+            return wait
+    return None
+
+
+def too_many(request: Request, minutes: int) -> Response:
+    resp = error_page(request, 429, "请求过于频繁", f"请求过于频繁，请 {minutes} 分钟后再试。")
+    resp.headers["Retry-After"] = str(minutes * 60)
+    return resp
+
+
 # --- sign-in ---------------------------------------------------------------------------------
 def login_page(request: Request) -> Response:
     web: Web = request.app.state.web
@@ -137,9 +153,18 @@ def _wecom_configured(settings: Settings) -> bool:
 async def login_request(request: Request) -> Response:
     """Email a sign-in link; the same answer whether or not the address is known."""
     web: Web = request.app.state.web
+    client = remote(request) or "-"
+    wait = await run_in_threadpool(_limited, web, (limits.bucket("login", "ip", client), limits.LOGIN_PER_ADDRESS))
+    if wait:
+        return too_many(request, wait)
     form = await request.form(max_files=0, max_fields=5)
     check_form_csrf(request, form, "login-request")
     address = (form.get("email") or "").strip()[:320]
+    # counted whether or not anybody has the address: the limit tells nothing either
+    wait = address and await run_in_threadpool(
+        _limited, web, (limits.bucket("login", "email", address.lower()), limits.LOGIN_PER_EMAIL))
+    if wait:
+        return too_many(request, wait)
     if address:
         await run_in_threadpool(_email_login_link, web, address, remote(request))
     return page(request, "login_sent.html", email=address)
@@ -540,7 +565,17 @@ def action_page(request: Request, errors: dict | None = None, values: dict | Non
 
 
 async def action_post(request: Request) -> Response:
+    web: Web = request.app.state.web
+    # before the token is even read: guessing links from one address is slowed down too
+    wait = await run_in_threadpool(_limited, web, (limits.bucket("link", "ip", remote(request) or "-"),
+                                                   limits.LINK_PER_ADDRESS))
+    if wait:
+        return too_many(request, wait)
     web, link, viewer, occ, token = await run_in_threadpool(_link_target, request)
+    wait = await run_in_threadpool(_limited, web, (limits.bucket("link", "person", f"{link.org}/{link.person}"),
+                                                   limits.LINK_PER_PERSON))
+    if wait:
+        return too_many(request, wait)
     form = await request.form(max_files=10, max_fields=20)
     nonce = check_form_csrf(request, form, "link:" + token)
     if occ.state == "waived":
@@ -556,7 +591,7 @@ async def http_error(request: Request, exc: HTTPException) -> Response:
     if exc.status_code in (301, 302, 303, 307) and exc.headers:
         return RedirectResponse(exc.headers["Location"], status_code=exc.status_code)
     titles = {400: "请求有误", 403: "无权操作", 404: "找不到页面", 405: "不支持的操作", 409: "无法办理", 410: "链接已失效",
-              413: "文件太大"}
+              413: "文件太大", 429: "请求过于频繁"}
     detail = exc.detail if isinstance(exc.detail, str) and any("\u4e00" <= ch <= "\u9fff" for ch in exc.detail) \
         else "请检查地址是否完整，或返回首页。"
     return error_page(request, exc.status_code, titles.get(exc.status_code, "出错了"), detail)
