@@ -30,7 +30,7 @@ from ..models import DEFAULT_ORG, OccurrenceRow
 from ..settings import Settings
 from ..signing import base_url, is_https, secret_key, signer_for
 from . import auth, limits
-from .security import SecurityHeaders
+from .security import BodyLimit, SecurityHeaders
 
 log = logging.getLogger("duban.web")
 HERE = Path(__file__).parent
@@ -602,6 +602,27 @@ async def server_error(request: Request, exc: Exception) -> Response:
     return error_page(request, 500, "服务器内部出错", "请稍后重试；如果一再出现，请联系管理员查看服务日志。")
 
 
+def body_limit(settings: Settings) -> int:
+    """The largest request body: up to 10 files of DUBAN_EVIDENCE_MAX_MB, plus 1 MB for the form."""
+    from ..evidence import DEFAULT_MAX_MB, MB, max_bytes
+
+    try:
+        each = max_bytes(settings)
+    except DubanError:  # a bad setting is reported where it is used (the upload's own check)
+        each = DEFAULT_MAX_MB * MB
+    return each * 10 + MB
+
+
+def _body_too_large(scope) -> Response:
+    request = Request(scope)
+    limit = body_limit(request.app.state.web.settings)
+    resp = error_page(request, 413, "提交的内容太大",
+                      f"一次提交的内容合计不能超过 {limit // (1024 * 1024)} MB（最多 10 个文件，每个最大 "
+                      f"{(limit - 1024 * 1024) // 10 / (1024 * 1024):g} MB）。请压缩或分几次上传。")
+    resp.headers["Connection"] = "close"  # the rest of the body is never read
+    return resp
+
+
 def healthz(_request: Request) -> Response:
     return Response("ok\n", media_type="text/plain")
 
@@ -632,7 +653,8 @@ def create_app(settings: Settings, engine: Engine | None = None, clock: Callable
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
     app = Starlette(routes=routes, exception_handlers={HTTPException: http_error, Exception: server_error})
-    app.add_middleware(SecurityHeaders)
+    app.add_middleware(BodyLimit, limit=body_limit(settings), refuse=_body_too_large)
+    app.add_middleware(SecurityHeaders)  # outermost: a refused body gets the headers and a log line too
     app.state.web = web
     return app
 
