@@ -353,17 +353,31 @@ async def duty_done(request: Request) -> Response:
     nonce = check_form_csrf(request, form, request.state.binding)
     result = await run_in_threadpool(_record, request, web, viewer, key, form, nonce, "web", viewer.may_complete)
     if isinstance(result, dict):  # field errors: the page again, with the messages next to the fields
-        return await run_in_threadpool(duty_page, request, result, {"note": form.get("note") or ""}, 400)
+        return await run_in_threadpool(duty_page, request, result, {"note": form.get("note") or ""},
+                                       getattr(result, "status", 400))
     ok = "repeat" if result.repeated else "done"
     return RedirectResponse(f"/duty/{keypath(key)}?ok={ok}", status_code=303)
 
 
+class FieldErrors(dict):
+    """Messages by form field; `status` 400 for what the user sent, 507 when the server could not store it."""
+
+    status = 400
+
+
 def _record(request: Request, web: Web, viewer, key: str, form, nonce: str, via: str, allowed) -> object:
     """Store the uploaded files, then record the completion with them in one transaction."""
-    from ..evidence import EvidenceRefused, attach_evidence, data_dir, max_bytes, store_file
+    from ..evidence import (
+        EvidenceRefused,
+        EvidenceStorageError,
+        attach_evidence,
+        data_dir,
+        max_bytes,
+        store_file,
+    )
 
     now = web.now()
-    errors: dict[str, str] = {}
+    errors = FieldErrors()
     note = form.get("note") or ""
     if len(note) > actions.NOTE_MAX:
         errors["note"] = f"说明太长（{len(note)} 字），最多 {actions.NOTE_MAX} 字；材料请作为佐证文件上传。"
@@ -374,6 +388,9 @@ def _record(request: Request, web: Web, viewer, key: str, form, nonce: str, via:
         for u in uploads:
             try:
                 stored.append(store_file(folder, u.filename, u.file, limit))
+            except EvidenceStorageError as e:  # disk full, no permission: the server's fault, not the file's
+                errors["evidence"], errors.status = e.message, 507
+                break
             except EvidenceRefused as e:
                 errors["evidence"] = f"{u.filename}：{e.message}"
                 break
@@ -582,7 +599,8 @@ async def action_post(request: Request) -> Response:
         return await run_in_threadpool(action_page, request, {"note": "该事项已免办，无需登记完成。"}, {}, 409)
     result = await run_in_threadpool(_record, request, web, viewer, link.key, form, nonce, "link", lambda _o: True)
     if isinstance(result, dict):
-        return await run_in_threadpool(action_page, request, result, {"note": form.get("note") or ""}, 400)
+        return await run_in_threadpool(action_page, request, result, {"note": form.get("note") or ""},
+                                       getattr(result, "status", 400))
     return await run_in_threadpool(action_page, request, None, None, 200, result)
 
 
