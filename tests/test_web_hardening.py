@@ -235,3 +235,41 @@ def test_a_waive_and_a_done_at_once_leave_one_winner(duban, workdir, smtp, db_ur
         assert state == ("done", 1) and (completions, waivers) == (1, 0)
         assert done.status_code == 200 and "已登记完成" in done.text
         assert waive.status_code in (400, 409) and any("\u4e00" <= ch <= "\u9fff" for ch in waive.text)
+
+
+# --- memory under hostile uploads ---------------------------------------------------------------
+def test_twenty_uploads_of_19_9_mb_at_once_stay_within_200_mb(duban, workdir, smtp, record_property):
+    import io
+    import os
+    import zipfile
+
+    import requests
+
+    setup_branch(duban, workdir)
+    path = _link_path(duban, smtp)
+    buf = io.BytesIO()  # a real zip (so it is accepted), of random bytes (so nothing compresses)
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
+        z.writestr("照片.bin", os.urandom(int(19.9 * MB) - 200))
+    upload = buf.getvalue()
+    assert 19.8 * MB < len(upload) < 20 * MB
+    web = DubanWeb(workdir)
+    try:
+        forms = [csrf_of(requests.get(web.url + path, timeout=10).text) for _ in range(20)]
+        idle = web.peak_rss_mb()
+
+        def post(csrf):
+            return lambda: requests.post(web.url + path, data={"csrf": csrf, "note": "见附件"}, timeout=120,
+                                         files=[("evidence", ("现场照片.zip", upload, "application/zip"))])
+
+        results = _at_once(*[post(c) for c in forms])
+        peak = web.peak_rss_mb()
+    finally:
+        web.close()
+    record_property("peak_rss_mb", round(peak, 1))
+    print(f"duban web: {idle:.0f} MB before, peak {peak:.0f} MB with 20 uploads of 19.9 MB at once")
+    for r in results:
+        assert isinstance(r, requests.Response), r
+        assert r.status_code in (200, 400, 409, 429), r.status_code
+        assert any("\u4e00" <= ch <= "\u9fff" for ch in r.text)
+    assert any(r.status_code == 200 and "已登记完成" in r.text for r in results)
+    assert peak <= 200, f"peak RSS {peak:.0f} MB"
