@@ -354,3 +354,61 @@ def test_a_refused_upload_says_why_next_to_the_field_and_records_nothing(duban, 
     r = client.post(path, data={"csrf": csrf_of(page.text), "note": "完成\x1b[2J\x07"})
     assert r.status_code == 400 and "控制字符" in r.text
     assert _rows(duban.state["url"], "SELECT count(*) FROM completions") == [(0,)]
+
+
+def _from(client, address: str):
+    """Another TestClient on the same app, as if from another client address."""
+    from starlette.testclient import TestClient
+
+    return TestClient(client.app, base_url="http://127.0.0.1:8080", follow_redirects=False, client=(address, 50000))
+
+
+def test_sign_in_requests_are_limited_per_address_and_per_email(duban, workdir, smtp):
+    setup_branch(duban, workdir)
+    client, clock = workbench()
+    csrf = csrf_of(client.get("/login").text)
+    one = _from(client, "198.51.100.1")
+    for i in range(5):
+        assert one.post("/login", data={"csrf": csrf, "email": f"x{i}@example.cn"}).status_code == 200
+    r = one.post("/login", data={"csrf": csrf, "email": "office@example.cn"})
+    assert r.status_code == 429 and "请求过于频繁，请 15 分钟后再试" in r.text
+    assert r.headers["retry-after"] == "900"
+    assert not smtp.handler.to("office@example.cn")  # refused: nothing sent
+    # per email, from changing addresses; the same for a known and an unknown address
+    answers = {}
+    for email in ("office@example.cn", "stranger@example.cn"):
+        got = [_from(client, f"203.0.113.{i}").post("/login", data={"csrf": csrf, "email": email})
+               for i in range(4)]
+        assert [g.status_code for g in got] == [200, 200, 200, 429]
+        answers[email] = [g.text.replace(email, "X") for g in got]
+    assert answers["office@example.cn"] == answers["stranger@example.cn"]
+    assert len(smtp.handler.to("office@example.cn")) == 3
+    # the window slides on the app's clock
+    clock.advance(minutes=16)
+    assert one.post("/login", data={"csrf": csrf, "email": "x@example.cn"}).status_code == 200
+    assert _from(client, "203.0.113.9").post("/login", data={"csrf": csrf, "email": "office@example.cn"}).status_code == 429
+    clock.advance(minutes=45)
+    assert _from(client, "203.0.113.9").post("/login", data={"csrf": csrf, "email": "office@example.cn"}).status_code == 200
+
+
+def test_action_link_posts_are_limited_per_address_and_per_person(duban, workdir, smtp):
+    setup_branch(duban, workdir)
+    link = _reminder_link(duban, smtp, "office@example.cn", "2026-12-12T09:05")
+    client, clock = workbench("2026-12-12T10:00")
+    path = link.split("8080", 1)[1]
+    csrf = csrf_of(client.get(path).text)
+    one = _from(client, "198.51.100.7")
+    for _ in range(30):  # a guesser: forged links from one address
+        assert one.post("/a/not-a-token", data={"note": "x"}).status_code == 404
+    r = one.post(path, data={"csrf": csrf, "note": "已召开"})
+    assert r.status_code == 429 and "请求过于频繁，请 10 分钟后再试" in r.text
+    assert _rows(duban.state["url"], "SELECT count(*) FROM completions") == [(0,)]
+    # the same person's link from 30 addresses: the 31st waits too
+    for i in range(30):
+        assert _from(client, f"203.0.113.{i}").post(path, data={"note": "x"}).status_code == 403
+    r = _from(client, "203.0.113.200").post(path, data={"csrf": csrf, "note": "已召开"})
+    assert r.status_code == 429 and "分钟后再试" in r.text
+    assert _rows(duban.state["url"], "SELECT count(*) FROM completions") == [(0,)]
+    clock.advance(minutes=11)
+    r = _from(client, "203.0.113.200").post(path, data={"csrf": csrf, "note": "已召开"})
+    assert r.status_code == 200 and "已登记完成" in r.text

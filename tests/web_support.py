@@ -102,3 +102,42 @@ def sign_in(client, duban, person: str, now: str = "2026-12-01T10:00") -> None:
     assert page.status_code == 200, page.text
     done = client.post(path, data={"csrf": csrf_of(page.text)})
     assert done.status_code == 303, done.text
+
+
+class Served:
+    """The app served by a real uvicorn on a free loopback port, in a thread; `url` is its address."""
+
+    def __init__(self, now: str = "2026-12-12T10:00", env: dict | None = None):
+        import os
+        import socket
+
+        import uvicorn
+
+        from scheduler.settings import load_settings
+        from scheduler.web.app import create_app
+
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        self.port = sock.getsockname()[1]
+        sock.close()
+        self.url = f"http://127.0.0.1:{self.port}"
+        environ = {k: v for k, v in os.environ.items() if k.startswith("DUBAN_")}
+        environ.update(env or {})
+        self.clock = Clock(now)
+        app = create_app(load_settings(environ, dotenv=False), clock=self.clock)
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_config=None,
+                                                    lifespan="off", access_log=False))
+
+    def __enter__(self) -> Served:
+        import threading
+
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        while not self.server.started:
+            assert self.thread.is_alive(), "the server did not start"
+            self.thread.join(0.05)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)

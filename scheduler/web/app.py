@@ -29,8 +29,8 @@ from ..db import session_scope
 from ..models import DEFAULT_ORG, OccurrenceRow
 from ..settings import Settings
 from ..signing import base_url, is_https, secret_key, signer_for
-from . import auth
-from .security import SecurityHeaders
+from . import auth, limits
+from .security import BodyLimit, SecurityHeaders
 
 log = logging.getLogger("duban.web")
 HERE = Path(__file__).parent
@@ -117,6 +117,22 @@ def remote(request: Request) -> str | None:
     return request.client.host if request.client else None
 
 
+def _limited(web: Web, *hits: tuple[str, tuple[int, int]]) -> int | None:
+    """Count the request in each bucket in turn; minutes to wait at the first one that is full."""
+    for name, limit in hits:
+        wait = limits.hit(web, name, limit)
+        if wait is not None:
+            log.info("请求过于频繁：%s", name.rsplit(":", 1)[0])  # the bucket's kind, not the address
+            return wait
+    return None
+
+
+def too_many(request: Request, minutes: int) -> Response:
+    resp = error_page(request, 429, "请求过于频繁", f"请求过于频繁，请 {minutes} 分钟后再试。")
+    resp.headers["Retry-After"] = str(minutes * 60)
+    return resp
+
+
 # --- sign-in ---------------------------------------------------------------------------------
 def login_page(request: Request) -> Response:
     web: Web = request.app.state.web
@@ -137,9 +153,18 @@ def _wecom_configured(settings: Settings) -> bool:
 async def login_request(request: Request) -> Response:
     """Email a sign-in link; the same answer whether or not the address is known."""
     web: Web = request.app.state.web
+    client = remote(request) or "-"
+    wait = await run_in_threadpool(_limited, web, (limits.bucket("login", "ip", client), limits.LOGIN_PER_ADDRESS))
+    if wait:
+        return too_many(request, wait)
     form = await request.form(max_files=0, max_fields=5)
     check_form_csrf(request, form, "login-request")
     address = (form.get("email") or "").strip()[:320]
+    # counted whether or not anybody has the address: the limit tells nothing either
+    wait = address and await run_in_threadpool(
+        _limited, web, (limits.bucket("login", "email", address.lower()), limits.LOGIN_PER_EMAIL))
+    if wait:
+        return too_many(request, wait)
     if address:
         await run_in_threadpool(_email_login_link, web, address, remote(request))
     return page(request, "login_sent.html", email=address)
@@ -328,17 +353,31 @@ async def duty_done(request: Request) -> Response:
     nonce = check_form_csrf(request, form, request.state.binding)
     result = await run_in_threadpool(_record, request, web, viewer, key, form, nonce, "web", viewer.may_complete)
     if isinstance(result, dict):  # field errors: the page again, with the messages next to the fields
-        return await run_in_threadpool(duty_page, request, result, {"note": form.get("note") or ""}, 400)
+        return await run_in_threadpool(duty_page, request, result, {"note": form.get("note") or ""},
+                                       getattr(result, "status", 400))
     ok = "repeat" if result.repeated else "done"
     return RedirectResponse(f"/duty/{keypath(key)}?ok={ok}", status_code=303)
 
 
+class FieldErrors(dict):
+    """Messages by form field; `status` 400 for what the user sent, 507 when the server could not store it."""
+
+    status = 400
+
+
 def _record(request: Request, web: Web, viewer, key: str, form, nonce: str, via: str, allowed) -> object:
     """Store the uploaded files, then record the completion with them in one transaction."""
-    from ..evidence import EvidenceRefused, attach_evidence, data_dir, max_bytes, store_file
+    from ..evidence import (
+        EvidenceRefused,
+        EvidenceStorageError,
+        attach_evidence,
+        data_dir,
+        max_bytes,
+        store_file,
+    )
 
     now = web.now()
-    errors: dict[str, str] = {}
+    errors = FieldErrors()
     note = form.get("note") or ""
     if not isinstance(note, str):
         note = ""
@@ -352,6 +391,9 @@ def _record(request: Request, web: Web, viewer, key: str, form, nonce: str, via:
         for u in uploads:
             try:
                 stored.append(store_file(folder, u.filename, u.file, limit))
+            except EvidenceStorageError as e:  # disk full, no permission: the server's fault, not the file's
+                errors["evidence"], errors.status = e.message, 507
+                break
             except EvidenceRefused as e:
                 errors["evidence"] = f"{u.filename}：{e.message}"
                 break
@@ -543,14 +585,25 @@ def action_page(request: Request, errors: dict | None = None, values: dict | Non
 
 
 async def action_post(request: Request) -> Response:
+    web: Web = request.app.state.web
+    # before the token is even read: guessing links from one address is slowed down too
+    wait = await run_in_threadpool(_limited, web, (limits.bucket("link", "ip", remote(request) or "-"),
+                                                   limits.LINK_PER_ADDRESS))
+    if wait:
+        return too_many(request, wait)
     web, link, viewer, occ, token = await run_in_threadpool(_link_target, request)
+    wait = await run_in_threadpool(_limited, web, (limits.bucket("link", "person", f"{link.org}/{link.person}"),
+                                                   limits.LINK_PER_PERSON))
+    if wait:
+        return too_many(request, wait)
     form = await request.form(max_files=10, max_fields=20)
     nonce = check_form_csrf(request, form, "link:" + token)
     if occ.state == "waived":
         return await run_in_threadpool(action_page, request, {"note": "该事项已免办，无需登记完成。"}, {}, 409)
     result = await run_in_threadpool(_record, request, web, viewer, link.key, form, nonce, "link", lambda _o: True)
     if isinstance(result, dict):
-        return await run_in_threadpool(action_page, request, result, {"note": form.get("note") or ""}, 400)
+        return await run_in_threadpool(action_page, request, result, {"note": form.get("note") or ""},
+                                       getattr(result, "status", 400))
     return await run_in_threadpool(action_page, request, None, None, 200, result)
 
 
@@ -559,7 +612,7 @@ async def http_error(request: Request, exc: HTTPException) -> Response:
     if exc.status_code in (301, 302, 303, 307) and exc.headers:
         return RedirectResponse(exc.headers["Location"], status_code=exc.status_code)
     titles = {400: "请求有误", 403: "无权操作", 404: "找不到页面", 405: "不支持的操作", 409: "无法办理", 410: "链接已失效",
-              413: "文件太大"}
+              413: "文件太大", 429: "请求过于频繁"}
     detail = exc.detail if isinstance(exc.detail, str) and any("\u4e00" <= ch <= "\u9fff" for ch in exc.detail) \
         else "请检查地址是否完整，或返回首页。"
     return error_page(request, exc.status_code, titles.get(exc.status_code, "出错了"), detail)
@@ -568,6 +621,27 @@ async def http_error(request: Request, exc: HTTPException) -> Response:
 async def server_error(request: Request, exc: Exception) -> Response:
     log.exception("页面出错：%s %s", request.method, request.url.path)
     return error_page(request, 500, "服务器内部出错", "请稍后重试；如果一再出现，请联系管理员查看服务日志。")
+
+
+def body_limit(settings: Settings) -> int:
+    """The largest request body: up to 10 files of DUBAN_EVIDENCE_MAX_MB, plus 1 MB for the form."""
+    from ..evidence import DEFAULT_MAX_MB, MB, max_bytes
+
+    try:
+        each = max_bytes(settings)
+    except DubanError:  # a bad setting is reported where it is used (the upload's own check)
+        each = DEFAULT_MAX_MB * MB
+    return each * 10 + MB
+
+
+def _body_too_large(scope) -> Response:
+    request = Request(scope)
+    limit = body_limit(request.app.state.web.settings)
+    resp = error_page(request, 413, "提交的内容太大",
+                      f"一次提交的内容合计不能超过 {limit // (1024 * 1024)} MB（最多 10 个文件，每个最大 "
+                      f"{(limit - 1024 * 1024) // 10 / (1024 * 1024):g} MB）。请压缩或分几次上传。")
+    resp.headers["Connection"] = "close"  # the rest of the body is never read
+    return resp
 
 
 def healthz(_request: Request) -> Response:
@@ -600,7 +674,8 @@ def create_app(settings: Settings, engine: Engine | None = None, clock: Callable
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
     app = Starlette(routes=routes, exception_handlers={HTTPException: http_error, Exception: server_error})
-    app.add_middleware(SecurityHeaders)
+    app.add_middleware(BodyLimit, limit=body_limit(settings), refuse=_body_too_large)
+    app.add_middleware(SecurityHeaders)  # outermost: a refused body gets the headers and a log line too
     app.state.web = web
     return app
 

@@ -48,3 +48,42 @@ class SecurityHeaders:
             client = scope.get("client") or ("-", 0)
             access_log.info("%s %s %s %s %.0fms", client[0], scope["method"], loggable_path(scope["path"]),
                             status.get("code", "-"), (time.monotonic() - started) * 1000)
+
+
+class BodyLimit:
+    """Refuses a request body over `limit` bytes before it fills memory or the disk: at once when
+    Content-Length says so, else (chunked) as soon as the bytes read pass it. `refuse(scope)` is the
+    413 response (a Chinese page)."""
+
+    def __init__(self, app, limit: int, refuse):
+        self.app, self.limit, self.refuse = app, limit, refuse
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        try:
+            too_long = length is not None and int(length) > self.limit
+        except ValueError:
+            too_long = False  # the server refuses a malformed length itself
+        if too_long:  # not a byte of the body is read
+            return await self.refuse(scope)(scope, receive, send)
+        seen = 0
+
+        async def counted():
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:  # stop reading: the view's form parsing ends with a 413
+                    raise BodyTooLarge()
+            return message
+
+        try:
+            await self.app(scope, counted, send)
+        except BodyTooLarge:  # only when nothing was answered yet: a view that read the body itself
+            await self.refuse(scope)(scope, receive, send)
+
+
+class BodyTooLarge(Exception):
+    pass
