@@ -6,6 +6,14 @@ outside any transaction, then marks the delivery sent only if the lease is still
 that dies between send and mark leaves the delivery `sending`; when the lease runs out another worker
 sends it again: a crash may repeat a message, never lose one. Every attempt is a row, written before
 the send and completed after it.
+
+One message per person per send time: with a due reminder, overdue alert or escalation, the claim
+takes every other one of the same person and family (reminders with overdue alerts; escalations)
+that is due too, and they go out as one message listing each duty. The promise holds per duty: each
+delivery has its own lease (all renewed before the send), its own attempt row (all written before
+the send) and is marked sent after it; a crash repeats the whole message (same Message-ID), a duty
+closed by then is left out of the repeat. Claims take turns (PostgreSQL: an advisory lock; SQLite:
+its one writer), so two workers never split a person's messages between them.
 """
 
 from __future__ import annotations
@@ -114,7 +122,9 @@ class Dispatcher:
         Returns them grouped: each group goes out as one message."""
         with session_scope(self.engine) as s:
             pg = s.get_bind().dialect.name == "postgresql"
-            if not pg:
+            if pg:  # claims take turns (each a few ms): two workers never split one person's messages
+                s.execute(text("SELECT pg_advisory_xact_lock(hashtext('duban-claim'))"))
+            else:
                 lock_for_write(s)  # SQLite: the one writer from the first read, so what is read stays due
             cols = (DeliveryRow.id, DeliveryRow.org, DeliveryRow.recipient, DeliveryRow.kind)
             base = select(*cols).where(DeliveryRow.due_at <= now_ts).where(_active())
