@@ -136,9 +136,12 @@ class Dispatcher:
             if people:
                 # the same people's other due messages join them: one message per person per send time
                 more = (base.where(DeliveryRow.kind.in_(list(FAMILY)), DeliveryRow.id.notin_([r.id for r in rows]),
-                                   or_(*(and_(DeliveryRow.org == o, DeliveryRow.recipient == p) for o, p in people)))
+                                   DeliveryRow.recipient.in_({p for _o, p in people}),
+                                   DeliveryRow.org.in_({o for o, _p in people}))
                         .order_by(DeliveryRow.due_at, DeliveryRow.id).limit(GROUP_LIMIT * len(people)))
-                rows += list(s.execute(more.with_for_update(skip_locked=True) if pg else more))
+                wanted = set(people)
+                rows += [r for r in s.execute(more.with_for_update(skip_locked=True) if pg else more)
+                         if (r.org, r.recipient) in wanted]
             if not rows:
                 return []
             lease = dict(status="sending", lease_owner=self.worker, due_at=self._clock() + self.lease,
@@ -149,11 +152,10 @@ class Dispatcher:
         groups: dict[tuple, list[int]] = {}
         for r in rows:
             family = FAMILY.get(r.kind)
-            key = (r.org, r.recipient, family) if family else ("", "", r.id)
-            group = groups.setdefault(key, [])
-            if len(group) >= GROUP_LIMIT:  # a very long list goes as several messages
-                group = groups.setdefault((*key, len(groups)), [])
-            group.append(r.id)
+            key = (r.org, r.recipient, family, 0) if family else ("", "", r.id, 0)
+            while len(groups.get(key, ())) >= GROUP_LIMIT:  # a very long list goes as several messages
+                key = (*key[:3], key[3] + 1)
+            groups.setdefault(key, []).append(r.id)
         return list(groups.values())
 
     # --- one pass ----------------------------------------------------------------------------

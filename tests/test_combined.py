@@ -294,3 +294,27 @@ def test_workers_racing_send_each_person_one_combined_message(db_url, smtp, work
         assert all(f"任务{j}" in m.text for j in range(3))
     assert rows(db_url, "SELECT status, count(*) FROM deliveries WHERE slot = '2026-12-15' GROUP BY status") == [("sent", 3 * n)]
     assert rows(db_url, "SELECT count(*) FROM delivery_attempts WHERE outcome = 'sent'") == [(3 * n,)]
+
+
+# --- 8. limits and overrides --------------------------------------------------------------------
+def test_a_very_long_list_goes_as_several_messages_and_loses_nothing(duban, workdir, smtp):
+    from scheduler.dispatch import GROUP_LIMIT
+
+    setup(duban, workdir, "".join(rule(f"duty-{i}", f"任务{i}") for i in range(GROUP_LIMIT + 1)))
+    tick(duban, "2026-12-15T09:05")
+    big, single = sorted((m.subject for m in smtp.messages), key=lambda x: "项事项" not in x)
+    assert big == f"【督办提醒】您有 {GROUP_LIMIT} 项事项需要办理"
+    assert re.fullmatch(r"【督办提醒】任务\d+ 将于 2026年12月15日 到期（今天）", single)
+    named = {k for m in smtp.messages for k in re.findall(r"事项编号 (duty-\d+@2026-12)，", m.text)}
+    assert named == {f"duty-{i}@2026-12" for i in range(GROUP_LIMIT + 1)}
+
+
+def test_the_combined_templates_can_be_overridden(duban, workdir, smtp, monkeypatch):
+    own = workdir / "templates"
+    own.mkdir()
+    (own / "combined.subject.j2").write_text("【本单位督办】{{ person.name }}：{{ count }} 项待办", encoding="utf-8")
+    monkeypatch.setenv("DUBAN_TEMPLATE_DIR", str(own))
+    setup(duban, workdir, THREE)
+    tick(duban, "2026-12-15T09:05")
+    [m] = smtp.messages
+    assert m.subject == "【本单位督办】张主任：3 项待办" and "组织生活会" in m.text
