@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 KIND_NAMES = {"reminder": "提醒", "overdue": "逾期提醒", "escalation": "督办通知", "digest": "每日汇总",
-              "redate": "截止日期调整", "test": "测试消息", "login": "登录链接"}
+              "redate": "截止日期调整", "test": "测试消息", "login": "登录链接",
+              "combined": "合并提醒", "combined_escalation": "督办通知（合并）"}
 CHANNEL_LABELS = {"email": "邮件", "wecom-app": "企业微信应用消息", "wecom-robot": "企业微信群机器人", "console": "控制台"}
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -85,8 +86,10 @@ def _environment(user_dir: str | None, markdown: bool = False):
     return env
 
 
-def render(kind: str, context: dict[str, Any], key: str, user_dir: str | None = None) -> Message:
-    """Render the subject, plain text, HTML and WeCom markdown of one message kind."""
+def render(kind: str, context: dict[str, Any], key: str, user_dir: str | None = None,
+           url: str | None = None) -> Message:
+    """Render the subject, plain text, HTML and WeCom markdown of one message kind. `url` is where a
+    WeCom card leads (default: the context's action link)."""
     env = _environment(user_dir)
     ctx = {**context, "kind_name": KIND_NAMES.get(kind, kind),
            "tag": hashlib.sha1(key.encode()).hexdigest()[:8], "key_": key}
@@ -98,4 +101,5 @@ def render(kind: str, context: dict[str, Any], key: str, user_dir: str | None = 
     def render_other(fmt: str) -> str:  # most messages need only one of these: render on demand
         return _environment(user_dir, markdown=fmt == "md").get_template(f"{kind}.{fmt}.j2").render(ctx)
 
-    return Message(kind, subject, text, key, render_other=render_other, url=context.get("action_url"))
+    return Message(kind, subject, text, key, render_other=render_other,
+                   url=url if url is not None else context.get("action_url"))

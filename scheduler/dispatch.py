@@ -6,6 +6,14 @@ outside any transaction, then marks the delivery sent only if the lease is still
 that dies between send and mark leaves the delivery `sending`; when the lease runs out another worker
 sends it again: a crash may repeat a message, never lose one. Every attempt is a row, written before
 the send and completed after it.
+
+One message per person per send time: with a due reminder, overdue alert or escalation, the claim
+takes every other one of the same person and family (reminders with overdue alerts; escalations)
+that is due too, and they go out as one message listing each duty. The promise holds per duty: each
+delivery has its own lease (all renewed before the send), its own attempt row (all written before
+the send) and is marked sent after it; a crash repeats the whole message (same Message-ID), a duty
+closed by then is left out of the repeat. Claims take turns (PostgreSQL: an advisory lock; SQLite:
+its one writer), so two workers never split a person's messages between them.
 """
 
 from __future__ import annotations
@@ -30,7 +38,7 @@ from notifications.redact import redact
 from rules.model import Person
 
 from .channel_state import clear_stale, disable_channel, disabled_channels
-from .db import session_scope
+from .db import lock_for_write, session_scope
 from .models import ACTIVE, AttemptRow, DeliveryRow, OccurrenceRow, RuleRow
 from .pacing import reserve
 from .routing import ConfiguredChannel, channels_for, recipient
@@ -41,6 +49,9 @@ LEASE_SECONDS = 60  # renewed before each channel attempt; longer than any chann
 BATCH = 20
 MAX_ATTEMPTS = 8
 BACKOFF_BASE, BACKOFF_CAP = 60, 3600
+# the kinds that combine into one message per person: reminders with overdue alerts, escalations together
+FAMILY = {"reminder": "duty", "overdue": "duty", "escalation": "escalation"}
+GROUP_LIMIT = 100  # duties in one combined message at most; a longer list goes as several
 
 
 def worker_id() -> str:
@@ -71,6 +82,15 @@ def _active():
     return text(ACTIVE)
 
 
+def _lock(s: Session) -> None:
+    """SQLite: take the write lock before reading what is about to change (PostgreSQL locks rows)."""
+    lock_for_write(s)
+
+
+def _for_update(s: Session, q):
+    return q.with_for_update() if s.get_bind().dialect.name == "postgresql" else q
+
+
 def _occurrence(s: Session, d: DeliveryRow) -> OccurrenceRow | None:
     return s.scalar(select(OccurrenceRow).where(OccurrenceRow.org == d.org, OccurrenceRow.key == d.occurrence_key))
 
@@ -78,9 +98,10 @@ def _occurrence(s: Session, d: DeliveryRow) -> OccurrenceRow | None:
 class Dispatcher:
     def __init__(self, engine: Engine, channels: list[ConfiguredChannel], tz: ZoneInfo, *, worker: str | None = None,
                  template_dir: str | None = None, digest_renderer=None, lease_seconds: int = LEASE_SECONDS,
-                 org: str | None = None, link_for=None):
+                 org: str | None = None, link_for=None, my_url: str | None = None):
         self.engine, self.configured, self.tz = engine, channels, tz
         self.link_for = link_for  # (org, person, occurrence key) -> the action link's URL
+        self.my_url = my_url  # the workbench's "my duties" page: where a combined WeCom card leads
         self.lease = lease_seconds
         self.org = org  # None: every branch
         self._clock = lambda: int(time.time())  # run() replaces it with the injected time that passes
@@ -92,25 +113,50 @@ class Dispatcher:
 
     # --- claim -------------------------------------------------------------------------------
     def claim(self, now_ts: int, limit: int = BATCH) -> list[int]:
+        """Claim due deliveries (see `claim_groups`); their ids."""
+        return [did for group in self.claim_groups(now_ts, limit) for did in group]
+
+    def claim_groups(self, now_ts: int, limit: int = BATCH) -> list[list[int]]:
+        """Claim up to `limit` due deliveries, and with each reminder, overdue alert or escalation
+        every other one of the same person and family that is due too: one short transaction.
+        Returns them grouped: each group goes out as one message."""
         with session_scope(self.engine) as s:
-            q = (select(DeliveryRow.id).where(DeliveryRow.due_at <= now_ts).where(_active())
-                 .order_by(DeliveryRow.due_at, DeliveryRow.id).limit(limit))
+            pg = s.get_bind().dialect.name == "postgresql"
+            if pg:  # claims take turns (each a few ms): two workers never split one person's messages
+                s.execute(text("SELECT pg_advisory_xact_lock(hashtext('duban-claim'))"))
+            else:
+                lock_for_write(s)  # SQLite: the one writer from the first read, so what is read stays due
+            cols = (DeliveryRow.id, DeliveryRow.org, DeliveryRow.recipient, DeliveryRow.kind)
+            base = select(*cols).where(DeliveryRow.due_at <= now_ts).where(_active())
             if self.org is not None:
-                q = q.where(DeliveryRow.org == self.org)
+                base = base.where(DeliveryRow.org == self.org)
+            first = base.order_by(DeliveryRow.due_at, DeliveryRow.id).limit(limit)
+            rows = list(s.execute(first.with_for_update(skip_locked=True) if pg else first))
+            people = list(dict.fromkeys((r.org, r.recipient) for r in rows if r.kind in FAMILY))
+            if people:
+                # the same people's other due messages join them: one message per person per send time
+                more = (base.where(DeliveryRow.kind.in_(list(FAMILY)), DeliveryRow.id.notin_([r.id for r in rows]),
+                                   DeliveryRow.recipient.in_({p for _o, p in people}),
+                                   DeliveryRow.org.in_({o for o, _p in people}))
+                        .order_by(DeliveryRow.due_at, DeliveryRow.id).limit(GROUP_LIMIT * len(people)))
+                wanted = set(people)
+                rows += [r for r in s.execute(more.with_for_update(skip_locked=True) if pg else more)
+                         if (r.org, r.recipient) in wanted]
+            if not rows:
+                return []
             lease = dict(status="sending", lease_owner=self.worker, due_at=self._clock() + self.lease,
                          attempts=DeliveryRow.attempts + 1)
-            if s.get_bind().dialect.name == "postgresql":
-                ids = list(s.scalars(q.with_for_update(skip_locked=True)))
-                if ids:
-                    s.execute(update(DeliveryRow).where(DeliveryRow.id.in_(ids)).values(**lease))
-                return ids
-            won = []
-            for did in s.scalars(q).all():
-                r = s.execute(update(DeliveryRow).where(DeliveryRow.id == did, DeliveryRow.due_at <= now_ts, _active())
-                              .values(**lease))
-                if r.rowcount == 1:
-                    won.append(did)
-            return won
+            ids = [r.id for r in rows]
+            for i in range(0, len(ids), 500):
+                s.execute(update(DeliveryRow).where(DeliveryRow.id.in_(ids[i:i + 500])).values(**lease))
+        groups: dict[tuple, list[int]] = {}
+        for r in rows:
+            family = FAMILY.get(r.kind)
+            key = (r.org, r.recipient, family, 0) if family else ("", "", r.id, 0)
+            while len(groups.get(key, ())) >= GROUP_LIMIT:  # a very long list goes as several messages
+                key = (*key[:3], key[3] + 1)
+            groups.setdefault(key, []).append(r.id)
+        return list(groups.values())
 
     # --- one pass ----------------------------------------------------------------------------
     def run(self, now: datetime, people: dict[str, dict[str, Person]], max_batches: int = 1000) -> Dispatched:
@@ -129,62 +175,78 @@ class Dispatcher:
                                         if blocked.get(c.channel.name, {}).get("fingerprint") != c.fingerprint]
         self.blocked: list[Channel] = [c.channel for c in self.configured if c.channel not in self.channels]
         for _ in range(max_batches):
-            ids = self.claim(now_ts)
-            if not ids:
+            groups = self.claim_groups(now_ts)
+            if not groups:
                 break
-            for did in ids:
-                self._one(did, now, now_ts, people, result)
+            for group in groups:
+                self._group(group, now, now_ts, people, result)
         return result
 
-    def _one(self, did: int, now: datetime, now_ts: int, people_by_org: dict[str, dict[str, Person]],
-             result: Dispatched) -> None:
-        if not self._renew(did):
-            result.lost_lease += 1  # our claim lapsed while earlier sends of the batch ran
+    def _group(self, dids: list[int], now: datetime, now_ts: int, people_by_org: dict[str, dict[str, Person]],
+               result: Dispatched) -> None:
+        """Send one message for these claimed deliveries (one, or several of one person combined)."""
+        live = self._renew(dids)
+        result.lost_lease += len(dids) - len(live)  # our claim lapsed while earlier sends of the batch ran
+        if not live:
             return
         with session_scope(self.engine) as s:
-            d = s.get(DeliveryRow, did)
+            rows = sorted(s.scalars(select(DeliveryRow).where(DeliveryRow.id.in_(live))), key=lambda d: live.index(d.id))
+            org = rows[0].org
             try:
-                people = people_by_org[d.org]  # PeopleByOrg loads a branch on first use
+                people = people_by_org[org]  # PeopleByOrg loads a branch on first use
             except KeyError:
                 people = {}
-            reason = self._skip_reason(s, d, now)
-            if reason:
-                s.add(AttemptRow(delivery_id=d.id, worker=self.worker, started_at=now, finished_at=now,
-                                 outcome="skipped", error=reason))
-                d.status, d.last_error, d.lease_owner = "skipped", reason, None
-                result.skipped += 1
-                log.info("跳过%s（%s）delivery=%s", KIND_NAMES.get(d.kind, d.kind), reason, d.id)
+            todo: list[DeliveryRow] = []
+            for d in rows:
+                reason = self._skip_reason(s, d, now)
+                if reason:
+                    s.add(AttemptRow(delivery_id=d.id, worker=self.worker, started_at=now, finished_at=now,
+                                     outcome="skipped", error=reason))
+                    d.status, d.last_error, d.lease_owner = "skipped", reason, None
+                    result.skipped += 1
+                    log.info("跳过%s（%s）delivery=%s", KIND_NAMES.get(d.kind, d.kind), reason, d.id)
+                else:
+                    todo.append(d)
+            if not todo:
                 return
-            kind, rcpt_id = d.kind, d.recipient
+            kinds = {d.id: d.kind for d in todo}
+            rcpt_id = todo[0].recipient
             try:
-                message = self._render(s, d, now, people)
+                if len(todo) == 1:
+                    message = self._render(s, todo[0], now, people)
+                else:
+                    message = self._render_combined(s, todo, now, people)
             except Exception as e:  # noqa: BLE001 - a broken (user) template must not stop the tick
                 message, render_error = None, f"消息模板出错（{type(e).__name__}: {str(e)[:120]}）"
+        ids = list(kinds)
         person = recipient(rcpt_id, people)
         if message is None:
-            self._mark_failed(did, None, now, render_error, permanent=False, result=result, kind=kind)
+            self._mark_failed(ids, {}, now, render_error, permanent=False, result=result, kinds=kinds)
             return
         # the sends happen outside any transaction: no lock is held while the network is slow
         errors: list[str] = []
         transient = False
-        attempt_id = None
+        attempts: dict[int, int] = {}
         usable = channels_for(person, self.channels)
         if usable and usable[0].name == "console" and any(
                 c.name != "console" and c.reaches(person) for c in self.blocked):
             # their channel is configured but blocked: wait for it to be fixed, do not divert to the log
-            self._release(did, now_ts + backoff_seconds(4), undo_attempt=True, note="渠道已停用，等待修正设置")
-            result.deferred += 1
+            self._release(ids, now_ts + backoff_seconds(4), undo_attempt=True, note="渠道已停用，等待修正设置")
+            result.deferred += len(ids)
             return
         for channel in usable:
             retry_at = self._reserve(channel, person, message, now_ts)
             if retry_at is not None:
-                self._release(did, retry_at, undo_attempt=True)
-                result.deferred += 1
+                self._release(ids, retry_at, undo_attempt=True)
+                result.deferred += len(ids)
                 return
-            if not self._renew(did):  # another worker took it over while we waited: it sends
-                result.lost_lease += 1
+            still = self._renew(ids)  # every lease of the message, just before it goes
+            if len(still) < len(ids):  # another worker took some over while we waited: it sends those
+                result.lost_lease += len(ids) - len(still)
+                if still:  # the rest, still ours, once more: as a message without them
+                    self._group(still, now, now_ts, people_by_org, result)
                 return
-            attempt_id = self._start_attempt(did, channel, now)
+            attempts = self._start_attempts(ids, channel, now)
             try:
                 sent = channel.send(message, person)
             except Exception as e:  # noqa: BLE001 - any failure of a channel is recorded, never fatal
@@ -194,20 +256,24 @@ class Dispatcher:
                 errors.append(f"{channel.label}：{msg}")
                 # a disabled channel is not the message's fault: it is retried once the channel is fixed
                 transient = transient or not e.permanent or isinstance(e, ChannelDisabled)
-                self._finish_attempt(attempt_id, now, "failed", msg, e.detail)
-                log.warning("发送失败：%s → %s，经%s：%s", KIND_NAMES.get(kind, kind), rcpt_id, channel.label, msg)
+                self._finish_attempts(list(attempts.values()), now, "failed", msg, e.detail)
+                log.warning("发送失败：%s → %s，经%s：%s", KIND_NAMES.get(message.kind, message.kind), rcpt_id,
+                            channel.label, msg)
                 if isinstance(e, ChannelDisabled):
                     self._disable(channel, msg, now, result)
                 continue
-            self._mark_sent(did, attempt_id, now, channel, sent, result, kind, rcpt_id)
+            self._mark_sent(ids, attempts, now, channel, sent, result, kinds, rcpt_id)
             return
-        self._mark_failed(did, attempt_id, now, "；".join(errors), permanent=not transient, result=result, kind=kind)
+        self._mark_failed(ids, attempts, now, "；".join(errors), permanent=not transient, result=result, kinds=kinds)
 
-    def _renew(self, did: int) -> bool:
-        """Extend our lease before a send; False when the delivery is no longer ours."""
+    def _renew(self, dids: list[int]) -> list[int]:
+        """Extend our leases before a send; the ids (in order) that are still ours."""
         with session_scope(self.engine) as s:
-            r = s.execute(update(DeliveryRow).where(*self._ours(did)).values(due_at=self._clock() + self.lease))
-            return r.rowcount == 1
+            r = s.execute(update(DeliveryRow).where(*self._ours(dids)).values(due_at=self._clock() + self.lease))
+            if r.rowcount == len(dids):
+                return list(dids)
+            ours = set(s.scalars(select(DeliveryRow.id).where(*self._ours(dids))))
+            return [did for did in dids if did in ours]
 
     # --- decisions ---------------------------------------------------------------------------
     def _skip_reason(self, s: Session, d: DeliveryRow, now: datetime) -> str | None:
@@ -239,25 +305,55 @@ class Dispatcher:
                 and_(DeliveryRow.status == "sending", DeliveryRow.lease_owner == self.worker))).limit(1))
         return "已合并到较晚的一条" if later is not None else None
 
+    def _duty(self, s: Session, d: DeliveryRow, now: datetime, people: dict[str, Person]) -> dict:
+        """What a message says about the duty of one delivery (its occurrence)."""
+        occ = _occurrence(s, d)
+        rule = s.get(RuleRow, (d.org, occ.rule_id))
+        today = now.astimezone(self.tz).date()
+        owner = people.get(occ.owner) if occ.owner else None
+        return dict(title=occ.title, key=occ.key, due=occ.due, source=rule.definition.get("source") if rule else None,
+                    quota=occ.quota, done_count=occ.done_count, provisional=occ.provisional,
+                    days_left=(occ.due - today).days, days_overdue=max((today - occ.due).days, 0),
+                    owner_name=owner.name if owner else (occ.owner or "未指定"),
+                    required_by=self._workdays_after(s, today, 3),
+                    action_url=MdSafe(self.link_for(d.org, d.recipient, occ.key)) if self.link_for else None)
+
     def _render(self, s: Session, d: DeliveryRow, now: datetime, people: dict[str, Person]) -> Message:
         person = recipient(d.recipient, people)
         if d.kind == "digest":
             ctx = self.digest_renderer(s, d, now)
         else:
-            occ = _occurrence(s, d)
-            rule = s.get(RuleRow, (d.org, occ.rule_id))
-            today = now.astimezone(self.tz).date()
-            owner = people.get(occ.owner) if occ.owner else None
-            ctx = dict(title=occ.title, key=occ.key, due=occ.due, source=rule.definition.get("source") if rule else None,
-                       quota=occ.quota, done_count=occ.done_count, provisional=occ.provisional,
-                       days_left=(occ.due - today).days, days_overdue=max((today - occ.due).days, 0),
-                       owner_name=owner.name if owner else (occ.owner or "未指定"),
-                       required_by=self._workdays_after(s, today, 3),
-                       action_url=MdSafe(self.link_for(d.org, d.recipient, occ.key)) if self.link_for else None)
+            ctx = self._duty(s, d, now, people)
             if d.kind == "redate":
                 old, _sep, new = d.slot.partition(">")
                 ctx.update(old_due=date.fromisoformat(old), new_due=date.fromisoformat(new))
         return render(d.kind, {**ctx, "person": person}, d.key, self.template_dir)
+
+    def _render_combined(self, s: Session, ds: list[DeliveryRow], now: datetime, people: dict[str, Person]) -> Message:
+        """One message listing the duties of several deliveries to one person (`combined`, or
+        `combined_escalation` for 督办通知): each with its due date, state, progress and action link."""
+        person = recipient(ds[0].recipient, people)
+        escalation = ds[0].kind == "escalation"
+        items = []
+        for d in ds:
+            item = self._duty(s, d, now, people)
+            if item["days_overdue"] > 0:
+                state = f"已逾期 {item['days_overdue']} 天"
+            elif item["days_left"] == 0:
+                state = "今天到期"
+            else:
+                state = f"{item['days_left']} 天后到期"
+            items.append({**item, "kind": d.kind, "state": state, "overdue": item["days_overdue"] > 0})
+        # the most urgent first: the longest overdue, then the soonest due; escalations by owner
+        items.sort(key=lambda i: ((i["owner_name"],) if escalation else ()) + (i["due"], i["key"]))
+        owners = list(dict.fromkeys(i["owner_name"] for i in items))
+        kind = "combined_escalation" if escalation else "combined"
+        ctx = dict(items=items, count=len(items), overdue_count=sum(1 for i in items if i["overdue"]),
+                   owners=owners, my_url=MdSafe(self.my_url) if self.my_url else None,
+                   required_by=items[0]["required_by"], person=person)
+        # the same duties give the same key (and so the same Message-ID) when a crash repeats the message
+        key = "combined:" + "+".join(sorted(d.key for d in ds))
+        return render(kind, ctx, key, self.template_dir, url=self.my_url)
 
     def _workdays_after(self, s: Session, day: date, n: int) -> date:
         """The 督办通知's deadline: n working days of the official calendar after `day`."""
@@ -285,62 +381,75 @@ class Dispatcher:
         return None
 
     # --- recording ---------------------------------------------------------------------------
-    def _ours(self, did: int):
-        return (DeliveryRow.id == did, DeliveryRow.lease_owner == self.worker, DeliveryRow.status == "sending")
+    def _ours(self, dids: list[int]):
+        return (DeliveryRow.id.in_(dids), DeliveryRow.lease_owner == self.worker, DeliveryRow.status == "sending")
 
-    def _start_attempt(self, did: int, channel: Channel, now: datetime) -> int:
+    def _start_attempts(self, dids: list[int], channel: Channel, now: datetime) -> dict[int, int]:
+        """One attempt row per delivery of the message, written (in one transaction) before the send."""
         with session_scope(self.engine) as s:
-            a = AttemptRow(delivery_id=did, worker=self.worker, started_at=now, channel=channel.name, outcome="sending")
-            s.add(a)
+            rows = {did: AttemptRow(delivery_id=did, worker=self.worker, started_at=now, channel=channel.name,
+                                    outcome="sending") for did in dids}
+            s.add_all(rows.values())
             s.flush()
-            return a.id
+            return {did: a.id for did, a in rows.items()}
 
-    def _finish_attempt(self, attempt_id: int, now: datetime, outcome: str, error: str | None, detail) -> None:
+    def _finish_attempts(self, attempt_ids: list[int], now: datetime, outcome: str, error: str | None, detail) -> None:
         with session_scope(self.engine) as s:
-            a = s.get(AttemptRow, attempt_id)
-            a.finished_at, a.outcome, a.error, a.detail = now, outcome, error, detail or None
+            s.execute(update(AttemptRow).where(AttemptRow.id.in_(attempt_ids)).values(
+                finished_at=now, outcome=outcome, error=error, detail=detail or None))
 
-    def _mark_sent(self, did: int, attempt_id: int, now: datetime, channel: Channel, sent: SendResult,
-                   result: Dispatched, kind: str, rcpt_id: str) -> None:
-        """Mark sent, but only if our lease still holds (else another worker has taken it over)."""
+    def _mark_sent(self, dids: list[int], attempts: dict[int, int], now: datetime, channel: Channel, sent: SendResult,
+                   result: Dispatched, kinds: dict[int, str], rcpt_id: str) -> None:
+        """Mark each sent, but only if our lease still holds (else another worker has taken it over)."""
         with session_scope(self.engine) as s:
-            a = s.get(AttemptRow, attempt_id)
-            a.finished_at, a.outcome, a.detail = now, "sent", sent.detail or None
-            r = s.execute(update(DeliveryRow).where(*self._ours(did)).values(
-                status="sent", sent_at=now, channel=channel.name, last_error=None, lease_owner=None))
-        if r.rowcount == 1:
-            result.add_sent(kind)
-            log.info("已发送%s → %s，经%s（delivery %s）", KIND_NAMES.get(kind, kind), rcpt_id, channel.label, did)
-        else:
-            result.lost_lease += 1
-            log.warning("发送后发现租约已被其他进程接手（delivery %s），该消息可能重复一次", did)
+            s.execute(update(AttemptRow).where(AttemptRow.id.in_(list(attempts.values()))).values(
+                finished_at=now, outcome="sent", detail=sent.detail or None))
+            _lock(s)
+            ours = set(s.scalars(_for_update(s, select(DeliveryRow.id).where(*self._ours(dids)))))
+            if ours:
+                s.execute(update(DeliveryRow).where(*self._ours(list(ours))).values(
+                    status="sent", sent_at=now, channel=channel.name, last_error=None, lease_owner=None))
+        for did in dids:
+            kind = kinds[did]
+            if did in ours:
+                result.add_sent(kind)
+            else:
+                result.lost_lease += 1
+                log.warning("发送后发现租约已被其他进程接手（delivery %s），该消息可能重复一次", did)
+        if ours:
+            what = KIND_NAMES.get(kinds[dids[0]], kinds[dids[0]]) if len(dids) == 1 else f"合并消息（{len(dids)} 项）"
+            log.info("已发送%s → %s，经%s（delivery %s）", what, rcpt_id, channel.label,
+                     "、".join(str(d) for d in dids if d in ours))
 
-    def _mark_failed(self, did: int, last_attempt: int | None, now: datetime, error: str, *, permanent: bool,
-                     result: Dispatched, kind: str) -> None:
+    def _mark_failed(self, dids: list[int], attempts: dict[int, int], now: datetime, error: str, *,
+                     permanent: bool, result: Dispatched, kinds: dict[int, str]) -> None:
         with session_scope(self.engine) as s:
-            d = s.get(DeliveryRow, did)
-            dead = permanent or d.attempts >= MAX_ATTEMPTS
-            if dead and last_attempt is not None:
-                s.get(AttemptRow, last_attempt).outcome = "dead"  # the attempt that ended it
-            next_at = int(now.timestamp()) + (0 if dead else backoff_seconds(d.attempts))
-            r = s.execute(update(DeliveryRow).where(*self._ours(did)).values(
-                status="dead" if dead else "pending", last_error=error, due_at=next_at, lease_owner=None))
-        if r.rowcount != 1:
-            result.lost_lease += 1
-        elif dead:
-            result.dead += 1
-            log.error("放弃发送%s（delivery %s）：%s", KIND_NAMES.get(kind, kind), did, error)
-        else:
-            result.retrying += 1
+            _lock(s)
+            rows = {d.id: d for d in s.scalars(_for_update(s, select(DeliveryRow).where(*self._ours(dids))))}
+            for did in dids:
+                d = rows.get(did)
+                if d is None:
+                    result.lost_lease += 1
+                    continue
+                dead = permanent or d.attempts >= MAX_ATTEMPTS
+                if dead and did in attempts:
+                    s.get(AttemptRow, attempts[did]).outcome = "dead"  # the attempt that ended it
+                d.status, d.last_error, d.lease_owner = ("dead" if dead else "pending"), error, None
+                d.due_at = int(now.timestamp()) + (0 if dead else backoff_seconds(d.attempts))
+                if dead:
+                    result.dead += 1
+                    log.error("放弃发送%s（delivery %s）：%s", KIND_NAMES.get(kinds[did], kinds[did]), did, error)
+                else:
+                    result.retrying += 1
 
-    def _release(self, did: int, retry_at: int, undo_attempt: bool, note: str | None = None) -> None:
-        """Give a claimed delivery back without an attempt (paced by a rate limit, or its channel blocked)."""
+    def _release(self, dids: list[int], retry_at: int, undo_attempt: bool, note: str | None = None) -> None:
+        """Give claimed deliveries back without an attempt (paced by a rate limit, or their channel blocked)."""
         values = dict(status="pending", due_at=retry_at, lease_owner=None,
                       attempts=DeliveryRow.attempts - (1 if undo_attempt else 0))
         if note:
             values["last_error"] = note
         with session_scope(self.engine) as s:
-            s.execute(update(DeliveryRow).where(*self._ours(did)).values(**values))
+            s.execute(update(DeliveryRow).where(*self._ours(dids)).values(**values))
 
     def _disable(self, channel: Channel, reason: str, now: datetime, result: Dispatched) -> None:
         fp = next(c.fingerprint for c in self.configured if c.channel is channel)

@@ -26,6 +26,15 @@ def action_links(settings: Settings):
     prefix, sign = base_url(settings) + ACTION_PATH, signer(settings)
     return lambda org, person, key: prefix + quote(sign.action_token(org, person, key))
 
+
+def my_duties_url(settings: Settings) -> str:
+    """The workbench's "my duties" page, where a message listing several duties leads."""
+    from .signing import base_url
+
+    return base_url(settings) + MY_PATH
+
+
+MY_PATH = "/my"
 log = logging.getLogger("duban.tick")
 
 
@@ -68,5 +77,5 @@ def tick(engine: Engine, settings: Settings, now: datetime, channels: list[Confi
     dispatcher = Dispatcher(engine, channels or configured_channels(settings), settings.tz, worker=worker,
                             template_dir=settings.get("DUBAN_TEMPLATE_DIR"), digest_renderer=digest_renderer,
                             lease_seconds=int(settings.get("DUBAN_LEASE_SECONDS", str(LEASE_SECONDS))), org=org,
-                            link_for=action_links(settings))
+                            link_for=action_links(settings), my_url=my_duties_url(settings))
     return TickResult(planned, dispatcher.run(now, people))
