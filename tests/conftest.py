@@ -97,6 +97,18 @@ def duban(workdir, monkeypatch, capsys):
     return run
 
 
+def db_rows(url: str, sql: str) -> list[tuple]:
+    """The rows a query returns, read straight from the database (what a test checks was stored)."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as c:
+            return [tuple(r) for r in c.execute(sa.text(sql))]
+    finally:
+        engine.dispose()
+
+
 def run_process(*args: str, env: dict[str, str] | None = None, cwd=None, timeout: float = 120,
                 max_memory: int | None = None) -> Result:
     """Run the installed CLI in a child process (for exit codes and stderr as a user sees them);

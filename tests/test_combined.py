@@ -13,7 +13,7 @@ import sys
 import textwrap
 import threading
 
-import sqlalchemy as sa
+from conftest import db_rows as rows
 from conftest import run_process
 
 OFFICE, SECRETARY = "office@example.cn", "secretary@example.cn"
@@ -53,14 +53,6 @@ def tick(duban, now: str, url: str | None = None):
     assert r.code == 0, r.err
     return r
 
-
-def rows(url: str, sql: str) -> list[tuple]:
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as c:
-            return [tuple(r) for r in c.execute(sa.text(sql))]
-    finally:
-        engine.dispose()
 
 
 def html_of(m) -> str:

@@ -18,7 +18,7 @@ import zipfile
 
 import openpyxl
 import pytest
-import sqlalchemy as sa
+from conftest import db_rows as rows
 
 from rules.errors import DubanError
 from scheduler.evidence import (
@@ -369,14 +369,6 @@ def setup(duban, workdir, url=None):
     (workdir / "r.yaml").write_text(RULES, encoding="utf-8")
     ok(duban("rules", "import", "r.yaml", "--now", "2026-12-01T08:00", url=url))
 
-
-def rows(url: str, sql: str) -> list[tuple]:
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as c:
-            return [tuple(r) for r in c.execute(sa.text(sql))]
-    finally:
-        engine.dispose()
 
 
 def test_done_with_files_then_a_zip_export_holds_the_workbook_and_the_same_bytes(duban, workdir, db_url):

@@ -5,17 +5,8 @@ is the test's. Messages come from a real loopback SMTP server."""
 
 from __future__ import annotations
 
-import sqlalchemy as sa
+from conftest import db_rows as _rows
 from web_support import LINK, csrf_of, setup_branch, sign_in, workbench
-
-
-def _rows(url: str, sql: str) -> list[tuple]:
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as c:
-            return [tuple(r) for r in c.execute(sa.text(sql))]
-    finally:
-        engine.dispose()
 
 
 def _state(url: str, key: str) -> tuple:

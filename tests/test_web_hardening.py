@@ -8,19 +8,11 @@ import select
 import socket
 import time
 
-import sqlalchemy as sa
+from conftest import db_rows as _rows
 from web_support import LINK, Served, csrf_of, setup_branch
 
 MB = 1024 * 1024
 
-
-def _rows(url: str, sql: str) -> list[tuple]:
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as c:
-            return [tuple(r) for r in c.execute(sa.text(sql))]
-    finally:
-        engine.dispose()
 
 
 def _link_path(duban, smtp, address: str = "office@example.cn", now: str = "2026-12-12T09:05") -> str:
