@@ -98,18 +98,16 @@ def overview(s: Session, now: datetime, viewer: Viewer, *, person: str | None = 
              state: str | None = None, closed_days: int = 30) -> list[dict[str, Any]]:
     """The occurrences a viewer may see, most urgent first, with owner names; filters are optional."""
     names = names_of(s, viewer.org)
-    rows = []
-    for r in status_rows(s, now, closed_days=closed_days, org=viewer.org):
-        if not viewer.may_see(r["owner"]):
-            continue
-        if person and r["owner"] != person:
-            continue
-        if rule and r["rule"] != rule:
-            continue
-        if state and r["state"] != state:
-            continue
-        rows.append({**r, "owner_name": names.get(r["owner"], r["owner"] or "未指定")})
-    return rows
+    rows = [{**r, "owner_name": names.get(r["owner"], r["owner"] or "未指定")}
+            for r in status_rows(s, now, closed_days=closed_days, org=viewer.org) if viewer.may_see(r["owner"])]
+    return filtered(rows, person=person, rule=rule, state=state)
+
+
+def filtered(rows: list[dict[str, Any]], *, person: str | None = None, rule: str | None = None,
+             state: str | None = None) -> list[dict[str, Any]]:
+    """Overview rows of one owner, rule and state (each filter optional)."""
+    return [r for r in rows if (not person or r["owner"] == person) and (not rule or r["rule"] == rule)
+            and (not state or r["state"] == state)]
 
 
 def duty_story(s: Session, org: str, key: str, now: datetime, tz) -> dict[str, Any] | None:

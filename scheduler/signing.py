@@ -107,8 +107,10 @@ def signer(settings: Settings) -> Signer:
     return signer_for(secret_key(settings))
 
 
-def action_url(settings: Settings, org: str, person: str, occurrence_key: str) -> str:
-    return base_url(settings) + ACTION_PATH + quote(signer(settings).action_token(org, person, occurrence_key))
+def action_links(settings: Settings):
+    """(org, person, occurrence key) -> the signed action link every reminder carries."""
+    prefix, sign = base_url(settings) + ACTION_PATH, signer(settings)
+    return lambda org, person, key: prefix + quote(sign.action_token(org, person, key))
 
 
 def new_token() -> tuple[str, str]:

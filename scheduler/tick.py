@@ -14,17 +14,8 @@ from .dispatch import LEASE_SECONDS, Dispatched, Dispatcher
 from .materialize import Materializer, Planned
 from .routing import ConfiguredChannel, configured_channels
 from .settings import Settings
+from .signing import action_links
 from .store import load_people_groups
-
-
-def action_links(settings: Settings):
-    """(org, person, occurrence key) -> the signed action link every reminder carries."""
-    from urllib.parse import quote
-
-    from .signing import ACTION_PATH, base_url, signer
-
-    prefix, sign = base_url(settings) + ACTION_PATH, signer(settings)
-    return lambda org, person, key: prefix + quote(sign.action_token(org, person, key))
 
 
 def my_duties_url(settings: Settings) -> str:

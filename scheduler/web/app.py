@@ -13,6 +13,7 @@ from pathlib import Path
 from urllib.parse import quote, urlencode
 
 from sqlalchemy import Engine, select
+from sqlalchemy.exc import IntegrityError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -286,9 +287,9 @@ def overview_page(request: Request) -> Response:
     if state and state not in STATE_LABELS:
         state = None
     with session_scope(web.engine) as s:
-        rows = queries.overview(s, web.now(), viewer, person=person, rule=rule, state=state)
-        everything = queries.overview(s, web.now(), viewer) if (person or rule or state) else rows
+        everything = queries.overview(s, web.now(), viewer)  # once: the counts and choices need all of it
         names = queries.names_of(s, viewer.org)
+    rows = queries.filtered(everything, person=person, rule=rule, state=state)
     counts = {k: sum(r["state"] == k for r in everything) for k in STATE_LABELS}
     if not state:
         rows = [r for r in rows if r["state"] not in ("done", "waived")]
@@ -412,11 +413,7 @@ def _record(request: Request, web: Web, viewer, key: str, form, nonce: str, via:
             return done
     except DubanError as e:
         return {"note": e.message}
-    except Exception as e:  # two clicks at once: the second insert of the same request id loses
-        from sqlalchemy.exc import IntegrityError
-
-        if not isinstance(e, IntegrityError):
-            raise
+    except IntegrityError:  # two clicks at once: the second insert of the same request id loses
         with session_scope(web.engine) as s:
             return actions.complete(s, key, now=now, by=viewer.person, org=viewer.org, via=via, request_id=nonce)
 
